@@ -1,0 +1,247 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { type Static, Type as T } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+
+// The only reader of process.env. Each variable has a description (copied into .env.example, which a
+// test keeps in step) and a default, or is optional. Values arrive as strings; TypeBox converts them.
+const EnvSchema = T.Object({
+  NODE_ENV: T.Union([T.Literal('development'), T.Literal('test'), T.Literal('production')], {
+    default: 'development',
+    description: 'development | test | production. Production requires secrets and Secure cookies.',
+  }),
+  ROLE: T.Union([T.Literal('serve'), T.Literal('api'), T.Literal('worker')], {
+    default: 'serve',
+    description: 'serve = api and worker in one process; api = HTTP and sockets only; worker = jobs only.',
+  }),
+  HOST: T.Optional(
+    T.String({
+      minLength: 1,
+      description: 'Interface to listen on. Default 127.0.0.1, or 0.0.0.0 in production.',
+    }),
+  ),
+  PORT: T.Integer({ minimum: 0, maximum: 65535, default: 3000, description: 'HTTP port (0 = any free port).' }),
+  PUBLIC_URL: T.Optional(
+    T.String({
+      pattern: '^https?://[^\\s]+$',
+      description: 'Public base URL of this API, used in the OpenAPI servers list. Default http://localhost:PORT.',
+    }),
+  ),
+  APP_URL: T.String({
+    pattern: '^https?://[^\\s]+$',
+    default: 'http://localhost:5173',
+    description: "The client's address; links in mails point here.",
+  }),
+  CORS_ORIGINS: T.Optional(
+    T.String({
+      description:
+        'Comma-separated origins allowed for CORS, cookie-authenticated mutations and sockets. Default: the origin of APP_URL.',
+    }),
+  ),
+  TRUST_PROXY: T.String({
+    default: 'false',
+    description: 'false, true, or comma-separated proxy addresses/CIDRs whose X-Forwarded-For is trusted.',
+  }),
+  DATA_DIR: T.String({
+    minLength: 1,
+    default: './data',
+    description: 'Embedded database, development secrets, dev mailbox and uploads live here.',
+  }),
+  DATABASE_URL: T.Optional(
+    T.String({
+      pattern: '^postgres(ql)?://',
+      description: 'PostgreSQL connection string. Unset = embedded PGlite under DATA_DIR.',
+    }),
+  ),
+  DATABASE_POOL_MAX: T.Integer({ minimum: 1, maximum: 200, default: 10, description: 'PostgreSQL pool size.' }),
+  DATABASE_STATEMENT_TIMEOUT_MS: T.Integer({
+    minimum: 100,
+    default: 10000,
+    description: 'Longest a single SQL statement may run on PostgreSQL.',
+  }),
+  REDIS_URL: T.Optional(
+    T.String({
+      pattern: '^rediss?://',
+      description: 'Redis connection string. Unset = in-process cache, jobs, rate limits and socket adapter.',
+    }),
+  ),
+  REDIS_PREFIX: T.String({
+    pattern: '^[a-zA-Z0-9_-]{1,40}$',
+    default: 'taskmaa',
+    description: 'Prefix of every Redis key, queue and stream, so environments can share a server.',
+  }),
+  REDIS_COMMAND_TIMEOUT_MS: T.Integer({
+    minimum: 50,
+    default: 1000,
+    description: 'A Redis command slower than this fails, so a hung Redis never hangs a request.',
+  }),
+  LOG_LEVEL: T.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => T.Literal(l)),
+    { default: 'info', description: 'pino log level.' },
+  ),
+  BODY_LIMIT_BYTES: T.Integer({
+    minimum: 1024,
+    default: 1_048_576,
+    description: 'Largest JSON request body; larger gets 413.',
+  }),
+  REQUEST_TIMEOUT_MS: T.Integer({
+    minimum: 1000,
+    default: 30000,
+    description: 'A request that has not been fully received and answered within this is cut off.',
+  }),
+  RATE_LIMIT_MULTIPLIER: T.Number({
+    minimum: 0,
+    default: 1,
+    description: 'Scales every rate limit; 0 turns them off (load tests, local experiments).',
+  }),
+  RATE_LIMIT_PER_MINUTE: T.Integer({
+    minimum: 1,
+    default: 600,
+    description: 'General API budget per minute: per user when signed in, per IP otherwise.',
+  }),
+  ACCESS_TOKEN_SECRET: T.Optional(
+    T.String({
+      minLength: 32,
+      description:
+        'HMAC key (≥ 32 chars) for access tokens. Required in production; generated once under DATA_DIR otherwise.',
+    }),
+  ),
+  ACCESS_TOKEN_TTL_SECONDS: T.Integer({
+    minimum: 60,
+    maximum: 3600,
+    default: 900,
+    description: 'Access token lifetime.',
+  }),
+  METRICS_TOKEN: T.Optional(
+    T.String({ minLength: 16, description: 'If set, /metrics requires `Authorization: Bearer <token>`.' }),
+  ),
+  JOBS_CONCURRENCY: T.Integer({ minimum: 1, maximum: 64, default: 4, description: 'Jobs run at once per worker.' }),
+  OUTBOX_SWEEP_MS: T.Integer({
+    minimum: 100,
+    default: 5000,
+    description: 'How often a worker looks for outbox rows nobody relayed (after a crash).',
+  }),
+  SHUTDOWN_DRAIN_DELAY_MS: T.Integer({
+    minimum: 0,
+    default: 0,
+    description: 'After SIGTERM, readiness is 503 for this long before the listener closes (load balancer grace).',
+  }),
+  SHUTDOWN_TIMEOUT_MS: T.Integer({
+    minimum: 1000,
+    default: 9000,
+    description: 'After SIGTERM, give up waiting for in-flight work and exit non-zero after this.',
+  }),
+});
+
+type Env = Static<typeof EnvSchema>;
+
+export type Config = Omit<Env, 'HOST' | 'PUBLIC_URL' | 'CORS_ORIGINS' | 'TRUST_PROXY'> & {
+  HOST: string;
+  PUBLIC_URL: string;
+  CORS_ORIGINS: string[];
+  TRUST_PROXY: boolean | string | string[];
+  DATA_DIR: string;
+  ACCESS_TOKEN_SECRET: string;
+  isProduction: boolean;
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Every variable the service reads, with its description: .env.example mirrors this. */
+export const configVariables = Object.entries(EnvSchema.properties).map(([name, schema]) => ({
+  name,
+  description: (schema as { description?: string }).description ?? '',
+}));
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const raw: Record<string, unknown> = {};
+  for (const name of Object.keys(EnvSchema.properties)) {
+    const value = env[name];
+    if (value !== undefined && value !== '') raw[name] = value.trim();
+  }
+  const withDefaults = Value.Default(EnvSchema, Value.Convert(EnvSchema, raw));
+  const firstError = Value.Errors(EnvSchema, withDefaults).First();
+  if (firstError) {
+    const name = firstError.path.replace(/^\//, '').split('/')[0] ?? '';
+    const shown = name in raw ? ` (got ${JSON.stringify(redactIfSecret(name, String(raw[name])))})` : '';
+    throw new ConfigError(`Invalid environment variable ${name}: ${firstError.message}${shown}`);
+  }
+  const parsed = withDefaults as Env;
+  if (parsed.ROLE !== 'serve' && (!parsed.DATABASE_URL || !parsed.REDIS_URL)) {
+    throw new ConfigError(
+      `Invalid environment variable ROLE: ROLE=${parsed.ROLE} runs beside other processes, so it needs DATABASE_URL and REDIS_URL (the embedded mode is one process: ROLE=serve)`,
+    );
+  }
+  const isProduction = parsed.NODE_ENV === 'production';
+  const dataDir = resolve(parsed.DATA_DIR);
+  return {
+    ...parsed,
+    isProduction,
+    DATA_DIR: dataDir,
+    HOST: parsed.HOST ?? (isProduction ? '0.0.0.0' : '127.0.0.1'),
+    PUBLIC_URL: stripSlash(parsed.PUBLIC_URL ?? `http://localhost:${parsed.PORT}`),
+    APP_URL: stripSlash(parsed.APP_URL),
+    CORS_ORIGINS: parseOrigins(parsed.CORS_ORIGINS ?? new URL(parsed.APP_URL).origin),
+    TRUST_PROXY: parseTrustProxy(parsed.TRUST_PROXY),
+    ACCESS_TOKEN_SECRET: parsed.ACCESS_TOKEN_SECRET ?? developmentSecret(parsed.NODE_ENV, dataDir),
+  };
+}
+
+function redactIfSecret(name: string, value: string): string {
+  return /SECRET|TOKEN|PASSWORD|URL/.test(name) ? '<redacted>' : value;
+}
+
+function stripSlash(url: string): string {
+  return url.replace(/\/+$/, '');
+}
+
+function parseOrigins(list: string): string[] {
+  const origins = list
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean);
+  for (const origin of origins) {
+    let parsed: URL;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      throw new ConfigError(`Invalid environment variable CORS_ORIGINS: ${JSON.stringify(origin)} is not a URL`);
+    }
+    if (parsed.origin !== origin) {
+      throw new ConfigError(
+        `Invalid environment variable CORS_ORIGINS: ${JSON.stringify(origin)} must be a bare origin like ${parsed.origin}`,
+      );
+    }
+  }
+  return origins;
+}
+
+function parseTrustProxy(value: string): boolean | string | string[] {
+  if (value === 'false') return false;
+  if (value === 'true') return true;
+  return value
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
+}
+
+// In development and tests a random key is made once and kept under DATA_DIR, so tokens survive
+// restarts without anyone having to invent a secret. Production must be told its secrets.
+function developmentSecret(nodeEnv: Env['NODE_ENV'], dataDir: string): string {
+  if (nodeEnv === 'production') {
+    throw new ConfigError('Invalid environment variable ACCESS_TOKEN_SECRET: required in production (≥ 32 chars)');
+  }
+  const file = join(dataDir, 'secrets.json');
+  if (existsSync(file)) {
+    const stored = JSON.parse(readFileSync(file, 'utf8')) as { accessTokenSecret?: string };
+    if (stored.accessTokenSecret && stored.accessTokenSecret.length >= 32) return stored.accessTokenSecret;
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const secret = randomBytes(48).toString('base64url');
+  writeFileSync(file, `${JSON.stringify({ accessTokenSecret: secret }, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return secret;
+}

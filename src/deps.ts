@@ -1,0 +1,118 @@
+import type { Redis } from 'ioredis';
+import pino, { type Logger } from 'pino';
+import type { Config } from './config.js';
+import { type Authenticator, makeAuthenticator, type SessionCheck } from './lib/auth.js';
+import { type Cache, memoryCache, redisCache } from './lib/cache.js';
+import { type Clock, systemClock } from './lib/clock.js';
+import { type Db, openDb } from './lib/db.js';
+import { bullmqJobs, type Jobs, localJobs } from './lib/jobs.js';
+import { loggerOptions } from './lib/logger.js';
+import { makeOutbox, type Outbox } from './lib/outbox.js';
+import { memoryRateLimiter, type RateLimiter, redisRateLimiter } from './lib/ratelimit.js';
+import { bullmqConnectionOptions, connectRedis } from './lib/redis.js';
+import { type AccessTokens, makeAccessTokens } from './lib/tokens.js';
+import { type Lifecycle, makeSystemService } from './modules/system/system.service.js';
+import { type Io, makeRealtime, type Realtime } from './realtime/port.js';
+import { createIo } from './realtime/server.js';
+
+/** Everything the edges and services may use. Built once per process, here and nowhere else. */
+export interface Deps {
+  config: Config;
+  log: Logger;
+  clock: Clock;
+  db: Db;
+  redis: Redis | undefined;
+  cache: Cache;
+  rateLimiter: RateLimiter;
+  jobs: Jobs;
+  outbox: Outbox;
+  tokens: AccessTokens;
+  sessions: SessionCheck;
+  auth: Authenticator;
+  io: Io;
+  realtime: Realtime;
+  lifecycle: Lifecycle;
+  system: ReturnType<typeof makeSystemService>;
+}
+
+export interface DepsOverrides {
+  clock?: Clock;
+  log?: Logger;
+  /** An already migrated database (tests hand each file its own). */
+  db?: Db;
+}
+
+// Until the accounts module owns sessions, a correctly signed, unexpired token is a live session.
+const tokensOnly: SessionCheck = { isActive: async () => true };
+
+export async function buildDeps(config: Config, overrides: DepsOverrides = {}): Promise<Deps> {
+  const log = overrides.log ?? pino(loggerOptions(config.LOG_LEVEL));
+  const clock = overrides.clock ?? systemClock;
+  const db =
+    overrides.db ??
+    (await openDb({
+      ...(config.DATABASE_URL ? { databaseUrl: config.DATABASE_URL } : {}),
+      dataDir: config.DATA_DIR,
+      poolMax: config.DATABASE_POOL_MAX,
+      statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+      onError: (err) => log.warn({ err }, 'idle database connection failed'),
+    }));
+
+  const redisLog = log.child({ component: 'redis' });
+  const onRedisError = (err: unknown) => redisLog.warn({ err }, 'redis command failed; using fallback');
+  const redis = config.REDIS_URL
+    ? await connectRedis({
+        url: config.REDIS_URL,
+        commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+        name: `taskmaa-${config.ROLE}`,
+        onError: (err) => redisLog.warn({ err }, 'redis connection error'),
+      })
+    : undefined;
+
+  const jobsLog = log.child({ component: 'jobs' });
+  const jobs = config.REDIS_URL
+    ? bullmqJobs({
+        connection: bullmqConnectionOptions(config.REDIS_URL, `taskmaa-${config.ROLE}-jobs`),
+        prefix: `${config.REDIS_PREFIX}:bull`,
+        log: jobsLog,
+        concurrency: config.JOBS_CONCURRENCY,
+      })
+    : localJobs({ db, clock, log: jobsLog, concurrency: config.JOBS_CONCURRENCY });
+
+  const tokens = makeAccessTokens({
+    secret: config.ACCESS_TOKEN_SECRET,
+    ttlSeconds: config.ACCESS_TOKEN_TTL_SECONDS,
+    clock,
+  });
+  const sessions = tokensOnly;
+  const io = createIo(config, redis);
+  const lifecycle: Lifecycle = { draining: false };
+
+  return {
+    config,
+    log,
+    clock,
+    db,
+    redis,
+    cache: redis ? redisCache(redis, config.REDIS_PREFIX, onRedisError) : memoryCache(),
+    rateLimiter: redis ? redisRateLimiter(redis, config.REDIS_PREFIX, onRedisError) : memoryRateLimiter(),
+    jobs,
+    outbox: makeOutbox({ db, jobs, clock, log: log.child({ component: 'outbox' }) }),
+    tokens,
+    sessions,
+    auth: makeAuthenticator(tokens, sessions),
+    io,
+    realtime: makeRealtime(io),
+    lifecycle,
+    system: makeSystemService({ db, redis, lifecycle }),
+  };
+}
+
+/** Closes what buildDeps opened, in dependency order. Safe to call once everything else stopped. */
+export async function closeDeps(deps: Deps) {
+  await deps.outbox.close();
+  await deps.jobs.close();
+  await deps.io.close().catch(() => {});
+  await deps.redis?.quit().catch(() => deps.redis?.disconnect());
+  await deps.db.close();
+}

@@ -1,0 +1,284 @@
+import { randomUUID } from 'node:crypto';
+import fastifyCookie from '@fastify/cookie';
+import fastifyCors from '@fastify/cors';
+import fastifyHelmet from '@fastify/helmet';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type RawReplyDefaultExpression,
+  type RawRequestDefaultExpression,
+  type RawServerDefault,
+  type RouteOptions,
+} from 'fastify';
+import type { Deps } from '../deps.js';
+import { accessCookieName } from '../lib/auth.js';
+import { AppError, forbidden, tooManyRequests, unauthorized } from '../lib/errors.js';
+import type { Principal } from '../lib/tokens.js';
+import { systemRoutes } from '../modules/system/system.routes.js';
+import { attachSockets } from '../realtime/server.js';
+import { httpMetrics } from './metrics.js';
+import { Problem, problem, problemResponse, sendProblem, toProblem } from './problem.js';
+
+export type AuthPolicy = 'required' | 'optional' | 'none';
+
+export interface RouteRateLimit {
+  /** Requests allowed per window for one caller, before RATE_LIMIT_MULTIPLIER. */
+  max: number;
+  windowMs: number;
+  /** Budget name shared by the routes that name it; defaults to the route. */
+  scope?: string;
+  /** Share of the budget kept when the shared store is down (auth routes: < 1, never fail open). */
+  onStoreFailure?: number;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Who may call the route. Every route states it; /v1 routes default to 'required'. */
+    auth?: AuthPolicy;
+    /** A stricter budget for this route, counted on top of the general one; false = no limits. */
+    rateLimit?: RouteRateLimit | false;
+  }
+  interface FastifyRequest {
+    principal: Principal | null;
+    authVia: 'bearer' | 'cookie' | null;
+  }
+}
+
+export type App = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
+
+
+/**
+ * Every route carries its auth policy into OpenAPI and gets the error responses the platform itself
+ * can produce, so the document lists every status a client can see.
+ */
+function completeRouteSchema(route: RouteOptions) {
+  const schema = route.schema as Record<string, unknown> | undefined;
+  if (!schema || schema.hide) return;
+  const url = route.url;
+  for (const field of ['operationId', 'summary', 'tags', 'response'] as const) {
+    if (!schema[field]) throw new Error(`Route ${route.method} ${url} has no schema.${field}`);
+  }
+  const config = (route.config ?? {}) as { auth?: AuthPolicy; rateLimit?: RouteRateLimit | false };
+  const auth = config.auth ?? 'required';
+  const response = schema.response as Record<string, unknown>;
+  const methods = Array.isArray(route.method) ? route.method : [route.method];
+  const mutates = methods.some((m) => !SAFE_METHODS.has(m));
+  const add = (status: number, description: string) => {
+    response[status] ??= problemResponse(description);
+  };
+  if (schema.body || schema.querystring || schema.params) add(400, 'Invalid input.');
+  if (auth === 'required') add(401, 'Not signed in, or the session has ended.');
+  if (auth !== 'none' && mutates) add(403, 'Cookie-authenticated request from a foreign Origin.');
+  if (schema.body) {
+    add(413, 'Body too large.');
+    add(415, 'Unsupported content type.');
+  }
+  if (config.rateLimit !== false) add(429, 'Rate limited; see Retry-After.');
+  add(500, 'Unexpected error.');
+  add(503, 'Shutting down or a dependency is down; see Retry-After.');
+  schema.security =
+    auth === 'none' ? [] : auth === 'optional' ? [{}, { bearerAuth: [] }, { cookieAuth: [] }] : [{ bearerAuth: [] }, { cookieAuth: [] }];
+}
+
+export async function buildApp(deps: Deps): Promise<App> {
+  const { config } = deps;
+  const app = Fastify({
+    loggerInstance: deps.log,
+    trustProxy: config.TRUST_PROXY,
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    connectionTimeout: config.REQUEST_TIMEOUT_MS * 2,
+    requestIdHeader: 'x-request-id',
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    return503OnClosing: true,
+    ajv: {
+      customOptions: {
+        // Unknown fields are refused (400), never silently dropped: a client sending `role` or `score`
+        // must learn that it cannot set them.
+        removeAdditional: false,
+        allErrors: true,
+        coerceTypes: 'array',
+        useDefaults: true,
+      },
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
+
+  app.decorateRequest('principal', null);
+  app.decorateRequest('authVia', null);
+  app.addSchema(Problem);
+
+  app.addHook('onRoute', (route) => {
+    // The docs UI is public static content registered by its plugin.
+    if (route.url.startsWith('/docs')) route.config = { ...route.config, auth: 'none' };
+    else completeRouteSchema(route as RouteOptions);
+  });
+
+  app.setErrorHandler((err, request, reply) => {
+    const { problem: p, retryAfter } = toProblem(err, request);
+    if (p.status >= 500) request.log.error({ err }, 'request failed');
+    else if (!(err instanceof AppError)) request.log.info({ code: p.code, status: p.status }, 'request refused');
+    return sendProblem(reply, p, retryAfter);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, problem(404, 'route_not_found', `No route ${request.method} ${request.url.split('?')[0]}.`, {
+      instance: String(request.id),
+    })),
+  );
+
+  await app.register(fastifyCookie);
+  await app.register(fastifyHelmet, {
+    // An API answers JSON; the only HTML is /docs, which sets its own policy.
+    contentSecurityPolicy: {
+      directives: {
+        defaultSrc: ["'none'"],
+        frameAncestors: ["'none'"],
+        upgradeInsecureRequests: config.isProduction ? [] : null,
+      },
+    },
+    crossOriginResourcePolicy: { policy: 'same-site' },
+    hsts: config.isProduction,
+  });
+  await app.register(fastifyCors, {
+    // Unknown origins get no CORS headers at all, so browsers refuse to hand them our responses.
+    origin: (origin, cb) => cb(null, origin !== undefined && config.CORS_ORIGINS.includes(origin)),
+    credentials: true,
+    methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    exposedHeaders: ['Retry-After', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset', 'X-Request-Id'],
+    maxAge: 600,
+  });
+
+  const metrics = httpMetrics();
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.observe(request, reply);
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  app.addHook('onRequest', async (request) => {
+    await authenticate(request, deps);
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    await rateLimit(request, reply, deps);
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'TaskMaa API',
+        version: '1',
+        description:
+          'Tasks, dailies with honest streaks, group races, chat and Maa. Errors are RFC 9457 problem+json with a stable `code`.',
+      },
+      servers: [{ url: config.PUBLIC_URL }],
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+          cookieAuth: { type: 'apiKey', in: 'cookie', name: accessCookieName(config.isProduction) },
+        },
+      },
+      tags: [{ name: 'system', description: 'Health, metrics and the API description.' }],
+    },
+    refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
+  });
+  await app.register(fastifySwaggerUi, {
+    routePrefix: '/docs',
+    staticCSP: true,
+    // Plain-http localhost in development must not have its assets upgraded to https.
+    transformStaticCSP: (header) =>
+      config.isProduction ? header : header.replace(/\s*upgrade-insecure-requests;?/, ''),
+    uiConfig: { deepLinking: true },
+  });
+
+  app.get(
+    '/openapi.json',
+    { schema: { hide: true }, config: { auth: 'none', rateLimit: false } },
+    async () => app.swagger(),
+  );
+
+  await app.register(systemRoutes(deps, metrics.registry));
+
+  attachSockets(app.server, deps);
+  return app;
+}
+
+function bearerToken(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (!header) return undefined;
+  const match = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(header);
+  return match?.[1];
+}
+
+async function authenticate(request: FastifyRequest, deps: Deps) {
+  // Unknown routes (no url) answer 404 to everyone rather than asking for a sign-in first.
+  const policy = request.routeOptions.url === undefined ? 'optional' : (request.routeOptions.config.auth ?? 'required');
+  if (policy === 'none') return;
+  const bearer = bearerToken(request);
+  const cookie = bearer ? undefined : request.cookies[accessCookieName(deps.config.isProduction)];
+  const principal = await deps.auth.authenticate(bearer ?? cookie);
+  if (principal) {
+    request.principal = principal;
+    request.authVia = bearer ? 'bearer' : 'cookie';
+    request.log = request.log.child({ userId: principal.userId });
+  }
+  if (!principal && policy === 'required') throw unauthorized();
+  // Cookies ride along on cross-site requests; a mutation carried by a cookie must come from a page
+  // of ours. Bearer tokens cannot be attached by another site, so they need no such check.
+  if (request.authVia === 'cookie' && !SAFE_METHODS.has(request.method)) {
+    const origin = request.headers.origin;
+    if (!origin || !deps.config.CORS_ORIGINS.includes(origin)) {
+      throw forbidden('origin_not_allowed', 'This request must come from an allowed Origin.');
+    }
+  }
+}
+
+async function rateLimit(request: FastifyRequest, reply: FastifyReply, deps: Deps) {
+  const routeLimit = request.routeOptions.config.rateLimit;
+  const multiplier = deps.config.RATE_LIMIT_MULTIPLIER;
+  if (routeLimit === false || multiplier === 0) return;
+  const who = request.principal ? `u:${request.principal.userId}` : `ip:${request.ip}`;
+  const budgets: { key: string; max: number; windowMs: number; onStoreFailure?: number }[] = [
+    { key: `api:${who}`, max: deps.config.RATE_LIMIT_PER_MINUTE, windowMs: 60_000 },
+  ];
+  if (routeLimit) {
+    const scope = routeLimit.scope ?? `${request.method}:${request.routeOptions.url}`;
+    budgets.push({
+      key: `${scope}:${who}`,
+      max: routeLimit.max,
+      windowMs: routeLimit.windowMs,
+      ...(routeLimit.onStoreFailure !== undefined ? { onStoreFailure: routeLimit.onStoreFailure } : {}),
+    });
+  }
+  // The strictest budget is the one the client needs to hear about.
+  let tightest: Awaited<ReturnType<typeof deps.rateLimiter.hit>> | undefined;
+  for (const b of budgets) {
+    const max = Math.max(1, Math.floor(b.max * multiplier));
+    const result = await deps.rateLimiter.hit(b.key, max, b.windowMs, { onStoreFailure: b.onStoreFailure ?? 1 });
+    if (!tightest || !result.allowed || result.remaining < tightest.remaining) tightest = result;
+    if (!result.allowed) break;
+  }
+  if (!tightest) return;
+  const resetSeconds = Math.max(1, Math.ceil(tightest.resetMs / 1000));
+  reply.header('ratelimit-limit', String(tightest.limit));
+  reply.header('ratelimit-remaining', String(tightest.remaining));
+  reply.header('ratelimit-reset', String(resetSeconds));
+  if (!tightest.allowed) throw tooManyRequests(resetSeconds);
+}

@@ -1,0 +1,254 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
+import pg from 'pg';
+import { AppError, unavailable } from './errors.js';
+
+export type Row = Record<string, unknown>;
+
+export interface QueryResult<T> {
+  rows: T[];
+  rowCount: number;
+}
+
+/** What repos receive: the pool or an open transaction. Rows come back with camelCase keys. */
+export interface Queryable {
+  query<T = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<T>>;
+  /** Runs a script of several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+  /**
+   * Runs fn once the surrounding transaction has committed (never if it rolls back); outside a
+   * transaction, right away. Emits and queue kicks go here, so nobody hears of a write that failed.
+   */
+  afterCommit(fn: () => void): void;
+}
+
+export interface Db extends Queryable {
+  readonly kind: 'pglite' | 'postgres';
+  /** Runs fn in one transaction; retried on serialization failures and deadlocks. */
+  tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const INT8 = 20;
+const DATE = 1082;
+
+// Both drivers return the same JS values: counts and bigint ids as numbers (our values stay far below
+// 2^53), dates as 'YYYY-MM-DD' strings (a calendar day, not an instant), timestamptz as Date.
+const toNumber = (value: string) => Number(value);
+const asIs = (value: string) => value;
+
+const camelCache = new Map<string, string>();
+function camel(key: string): string {
+  let out = camelCache.get(key);
+  if (out === undefined) {
+    out = key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+    camelCache.set(key, out);
+  }
+  return out;
+}
+
+function camelRows<T>(rows: Row[]): T[] {
+  return rows.map((row) => {
+    const out: Row = {};
+    for (const key in row) out[camel(key)] = row[key];
+    return out as T;
+  });
+}
+
+const RETRYABLE = new Set(['40001', '40P01']);
+
+function runNow(fn: () => void) {
+  setImmediate(fn);
+}
+
+/** Collects afterCommit callbacks for one transaction attempt and runs them after COMMIT. */
+function commitHooks() {
+  const hooks: (() => void)[] = [];
+  return {
+    add: (fn: () => void) => hooks.push(fn),
+    run: () => {
+      for (const fn of hooks) setImmediate(fn);
+    },
+  };
+}
+
+/** Connection loss, shutdown and read-only mode become a 503 the client may retry, never a 500. */
+export function translateDbError(err: unknown): unknown {
+  if (err instanceof AppError) return err;
+  const e = err as { code?: string; message?: string };
+  const code = e?.code ?? '';
+  if (
+    code.startsWith('08') ||
+    code === '57P01' ||
+    code === '57P02' ||
+    code === '57P03' ||
+    code === '53300' ||
+    code === 'ECONNREFUSED' ||
+    code === 'ECONNRESET' ||
+    code === 'ETIMEDOUT' ||
+    /timeout exceeded when trying to connect|Connection terminated|connection timeout/i.test(e?.message ?? '')
+  ) {
+    return unavailable('database_unavailable', 'The database is unavailable; try again shortly.');
+  }
+  if (code === '25006') return unavailable('database_read_only', 'Writes are paused; try again shortly.');
+  return err;
+}
+
+async function withRetries<T>(run: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (!code || !RETRYABLE.has(code) || attempt >= 3) throw translateDbError(err);
+      await new Promise((r) => setTimeout(r, 5 * attempt + Math.random() * 20));
+    }
+  }
+}
+
+export type PgliteDb = Db & { /** The whole data dir as a tar, for test templates. */ dump(): Promise<Blob> };
+
+export async function openPglite(dataDir: string | undefined, loadDataDir?: Blob): Promise<PgliteDb> {
+  if (dataDir) mkdirSync(dataDir, { recursive: true });
+  const pglite = new PGlite({
+    ...(dataDir ? { dataDir } : {}),
+    ...(loadDataDir ? { loadDataDir } : {}),
+    parsers: { [INT8]: toNumber, [DATE]: asIs, [pgliteTypes.NUMERIC]: asIs },
+  });
+  await pglite.waitReady;
+  return pgliteDb(pglite);
+}
+
+export function pgliteDb(pglite: PGlite): PgliteDb {
+  const wrap = (q: Pick<PGlite, 'query' | 'exec'>, afterCommit: (fn: () => void) => void): Queryable => ({
+    async query<T>(sql: string, params: readonly unknown[] = []) {
+      const result = await q.query<Row>(sql, params as unknown[]);
+      return { rows: camelRows<T>(result.rows), rowCount: result.affectedRows ?? result.rows.length };
+    },
+    async exec(sql: string) {
+      await q.exec(sql);
+    },
+    afterCommit,
+  });
+  const base = wrap(pglite, runNow);
+  return {
+    kind: 'pglite',
+    ...base,
+    // PGlite is one connection: a transaction holds it, and other queries wait for it to finish.
+    tx: (fn) =>
+      withRetries(async () => {
+        const hooks = commitHooks();
+        const result = await pglite.transaction((tx) => fn(wrap(tx, hooks.add)));
+        hooks.run();
+        return result;
+      }),
+    async ping() {
+      await pglite.query('select 1');
+    },
+    async close() {
+      if (!pglite.closed) await pglite.close();
+    },
+    dump: () => pglite.dumpDataDir('none'),
+  };
+}
+
+export interface PostgresOptions {
+  url: string;
+  max: number;
+  statementTimeoutMs: number;
+  applicationName?: string;
+  onError?: (err: Error) => void;
+}
+
+export function openPostgres(opts: PostgresOptions): Db {
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.max,
+    connectionTimeoutMillis: 2000,
+    idleTimeoutMillis: 30000,
+    statement_timeout: opts.statementTimeoutMs,
+    idle_in_transaction_session_timeout: opts.statementTimeoutMs * 2,
+    application_name: opts.applicationName ?? 'taskmaa',
+    types: {
+      getTypeParser: ((oid: number, format?: string) => {
+        if (oid === INT8) return toNumber;
+        if (oid === DATE) return asIs;
+        return pg.types.getTypeParser(oid, format as 'text');
+      }) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle client losing its connection must not crash the process; the next query reconnects.
+  pool.on('error', (err) => opts.onError?.(err));
+
+  const wrap = (q: pg.Pool | pg.PoolClient, afterCommit: (fn: () => void) => void): Queryable => ({
+    async query<T>(sql: string, params: readonly unknown[] = []) {
+      try {
+        const result = await q.query(sql, params as unknown[]);
+        return { rows: camelRows<T>(result.rows), rowCount: result.rowCount ?? result.rows.length };
+      } catch (err) {
+        throw translateDbError(err);
+      }
+    },
+    async exec(sql: string) {
+      try {
+        await q.query(sql);
+      } catch (err) {
+        throw translateDbError(err);
+      }
+    },
+    afterCommit,
+  });
+  const base = wrap(pool, runNow);
+  return {
+    kind: 'postgres',
+    ...base,
+    tx: (fn) =>
+      withRetries(async () => {
+        const client = await pool.connect();
+        const hooks = commitHooks();
+        let broken = false;
+        try {
+          await client.query('BEGIN');
+          const result = await fn(wrap(client, hooks.add));
+          await client.query('COMMIT');
+          hooks.run();
+          return result;
+        } catch (err) {
+          try {
+            await client.query('ROLLBACK');
+          } catch {
+            broken = true;
+          }
+          throw err;
+        } finally {
+          client.release(broken);
+        }
+      }),
+    async ping() {
+      await base.query('select 1');
+    },
+    async close() {
+      await pool.end();
+    },
+  };
+}
+
+export async function openDb(opts: {
+  databaseUrl?: string;
+  dataDir: string;
+  poolMax: number;
+  statementTimeoutMs: number;
+  onError?: (err: Error) => void;
+}): Promise<Db> {
+  if (opts.databaseUrl) {
+    return openPostgres({
+      url: opts.databaseUrl,
+      max: opts.poolMax,
+      statementTimeoutMs: opts.statementTimeoutMs,
+      ...(opts.onError ? { onError: opts.onError } : {}),
+    });
+  }
+  return openPglite(join(opts.dataDir, 'pglite'));
+}

@@ -1,0 +1,350 @@
+import type { Static, TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { type ConnectionOptions, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import type { Logger } from 'pino';
+import { uuidv7 } from 'uuidv7';
+import type { Clock } from './clock.js';
+import type { Db, Queryable } from './db.js';
+
+export interface JobContext {
+  jobId: string;
+  /** 1 on the first run. */
+  attempt: number;
+  log: Logger;
+}
+
+/** A job kind. Handlers must be idempotent: a job may run more than once. */
+export interface JobDefinition<S extends TSchema = TSchema> {
+  name: string;
+  payload: S;
+  /** Total runs before the job is given up and left in the failed set (default 5). */
+  attempts?: number;
+  /** First retry delay; doubles each time (default 1000 ms). */
+  backoffMs?: number;
+  handler: (payload: Static<S>, ctx: JobContext) => Promise<void>;
+}
+
+/** Keeps the payload type for the handler, and erases it for the registry (which validates it). */
+export const defineJob = <S extends TSchema>(def: JobDefinition<S>) => def as unknown as JobDefinition;
+
+export interface EnqueueOptions {
+  delayMs?: number;
+  /** Deduplication key: a second enqueue with the same id while the first is kept is a no-op. */
+  jobId?: string;
+}
+
+export interface Jobs {
+  readonly kind: 'local' | 'bullmq';
+  define(def: JobDefinition): void;
+  /**
+   * Adds a job. `q` lets the embedded runner write it in the caller's transaction (the outbox relay
+   * uses that); BullMQ ignores it.
+   */
+  enqueue(name: string, payload: unknown, opts?: EnqueueOptions, q?: Queryable): Promise<void>;
+  /** Runs `name` every `everyMs`, once per slot across all workers. Takes effect on start(). */
+  repeat(name: string, everyMs: number, payload?: unknown): void;
+  /** Starts consuming (worker role). */
+  start(): Promise<void>;
+  /** Stops taking jobs and waits for the running ones. */
+  close(): Promise<void>;
+}
+
+const DEFAULT_ATTEMPTS = 5;
+const DEFAULT_BACKOFF_MS = 1000;
+const KEEP_DONE_MS = 24 * 3600_000;
+const KEEP_FAILED_MS = 7 * 24 * 3600_000;
+
+interface Registered {
+  def: JobDefinition;
+  check: ReturnType<typeof TypeCompiler.Compile>;
+}
+
+function registry() {
+  const defs = new Map<string, Registered>();
+  return {
+    add(def: JobDefinition) {
+      if (defs.has(def.name)) throw new Error(`Job ${def.name} is defined twice`);
+      defs.set(def.name, { def, check: TypeCompiler.Compile(def.payload) });
+    },
+    get(name: string): Registered {
+      const found = defs.get(name);
+      if (!found) throw new Error(`Unknown job ${name}: define it in worker.ts`);
+      return found;
+    },
+    validate(name: string, payload: unknown): string | null {
+      const { check } = this.get(name);
+      if (check.Check(payload)) return null;
+      const first = check.Errors(payload).First();
+      return `invalid payload for ${name}: ${first?.path || '/'} ${first?.message ?? ''}`;
+    },
+  };
+}
+
+const backoff = (base: number, attempt: number) => base * 2 ** Math.max(0, attempt - 1);
+
+/**
+ * The embedded runner keeps jobs in the database it already has, so a restart loses nothing, and
+ * the outbox relay can enqueue in the same transaction that marks a row sent (exactly once).
+ * It sleeps until the next job is due instead of polling.
+ */
+export function localJobs(opts: { db: Db; clock: Clock; log: Logger; concurrency: number }): Jobs {
+  const { db, clock, log } = opts;
+  const defs = registry();
+  const repeats: { name: string; everyMs: number; payload: unknown }[] = [];
+  const running = new Set<Promise<void>>();
+  const timers = new Set<NodeJS.Timeout>();
+  let started = false;
+  let closing = false;
+  let wakeTimer: NodeJS.Timeout | undefined;
+  let pumping = false;
+  let pumpAgain = false;
+
+  const insert = async (q: Queryable, name: string, payload: unknown, o: EnqueueOptions = {}) => {
+    const problem = defs.validate(name, payload);
+    if (problem) throw new Error(problem);
+    const { def } = defs.get(name);
+    const now = clock.now();
+    await q.query(
+      `INSERT INTO local_jobs (id, name, payload, state, run_at, max_attempts, backoff_ms, created_at)
+       VALUES ($1, $2, $3, 'waiting', $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
+      [
+        o.jobId ?? uuidv7(),
+        name,
+        JSON.stringify(payload),
+        new Date(now.getTime() + (o.delayMs ?? 0)),
+        def.attempts ?? DEFAULT_ATTEMPTS,
+        def.backoffMs ?? DEFAULT_BACKOFF_MS,
+        now,
+      ],
+    );
+  };
+
+  const claim = async () => {
+    const { rows } = await db.query<{ id: string; name: string; payload: unknown; attemptsMade: number }>(
+      `UPDATE local_jobs SET state = 'active', attempts_made = attempts_made + 1
+       WHERE id = (SELECT id FROM local_jobs WHERE state = 'waiting' AND run_at <= $1
+                   ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+       RETURNING id, name, payload, attempts_made`,
+      [clock.now()],
+    );
+    return rows[0];
+  };
+
+  const execute = async (job: { id: string; name: string; payload: unknown; attemptsMade: number }) => {
+    const jobLog = log.child({ jobId: job.id, job: job.name, attempt: job.attemptsMade });
+    let registered: Registered | undefined;
+    try {
+      registered = defs.get(job.name);
+      const problem = defs.validate(job.name, job.payload);
+      if (problem) throw Object.assign(new Error(problem), { unrecoverable: true });
+      await registered.def.handler(job.payload, { jobId: job.id, attempt: job.attemptsMade, log: jobLog });
+      await db.query(`UPDATE local_jobs SET state = 'done', finished_at = $2, last_error = NULL WHERE id = $1`, [
+        job.id,
+        clock.now(),
+      ]);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      const maxAttempts = registered?.def.attempts ?? DEFAULT_ATTEMPTS;
+      const giveUp = !registered || (err as { unrecoverable?: boolean }).unrecoverable || job.attemptsMade >= maxAttempts;
+      if (giveUp) {
+        jobLog.error({ err }, 'job failed for good');
+        await db.query(`UPDATE local_jobs SET state = 'failed', finished_at = $2, last_error = $3 WHERE id = $1`, [
+          job.id,
+          clock.now(),
+          message,
+        ]);
+      } else {
+        const delay = backoff(registered?.def.backoffMs ?? DEFAULT_BACKOFF_MS, job.attemptsMade);
+        jobLog.warn({ err, retryInMs: delay }, 'job failed; will retry');
+        await db.query(`UPDATE local_jobs SET state = 'waiting', run_at = $2, last_error = $3 WHERE id = $1`, [
+          job.id,
+          new Date(clock.now().getTime() + delay),
+          message,
+        ]);
+      }
+    }
+  };
+
+  const sleepUntilNextDue = async () => {
+    const { rows } = await db.query<{ next: Date | null }>(
+      `SELECT min(run_at) AS next FROM local_jobs WHERE state = 'waiting'`,
+    );
+    const next = rows[0]?.next;
+    if (!next || closing) return;
+    // Capped so a clock moved by a test, or a job added by another writer, is noticed.
+    const delay = Math.min(Math.max(0, next.getTime() - clock.now().getTime()), 30_000);
+    clearTimeout(wakeTimer);
+    wakeTimer = setTimeout(wake, delay);
+  };
+
+  const pump = async () => {
+    if (pumping) {
+      pumpAgain = true;
+      return;
+    }
+    pumping = true;
+    try {
+      do {
+        pumpAgain = false;
+        while (!closing && running.size < opts.concurrency) {
+          const job = await claim();
+          if (!job) break;
+          const p: Promise<void> = execute(job).finally(() => {
+            running.delete(p);
+            wake();
+          });
+          running.add(p);
+        }
+      } while (pumpAgain && !closing);
+      if (running.size < opts.concurrency) await sleepUntilNextDue();
+    } catch (err) {
+      log.error({ err }, 'job runner could not read the queue; retrying');
+      clearTimeout(wakeTimer);
+      if (!closing) wakeTimer = setTimeout(wake, 1000);
+    } finally {
+      pumping = false;
+    }
+  };
+
+  function wake() {
+    if (started && !closing) void pump();
+  }
+
+  const enqueueRepeat = async (r: { name: string; everyMs: number; payload: unknown }) => {
+    const slot = Math.floor(clock.now().getTime() / r.everyMs) * r.everyMs;
+    await insert(db, r.name, r.payload, { jobId: `repeat-${r.name}-${slot}` });
+    wake();
+  };
+
+  const scheduleRepeat = (r: { name: string; everyMs: number; payload: unknown }) => {
+    const tick = () => {
+      if (closing) return;
+      enqueueRepeat(r).catch((err) => log.error({ err, job: r.name }, 'could not enqueue repeating job'));
+      const untilNextSlot = r.everyMs - (clock.now().getTime() % r.everyMs);
+      const t = setTimeout(() => {
+        timers.delete(t);
+        tick();
+      }, untilNextSlot);
+      timers.add(t);
+    };
+    tick();
+  };
+
+  return {
+    kind: 'local',
+    define: (def) => defs.add(def),
+    async enqueue(name, payload, o, q) {
+      const target = q ?? db;
+      await insert(target, name, payload, o);
+      // Inside a transaction the row is invisible until commit.
+      target.afterCommit(wake);
+    },
+    repeat(name, everyMs, payload = {}) {
+      defs.get(name);
+      repeats.push({ name, everyMs, payload });
+      if (started) scheduleRepeat(repeats[repeats.length - 1] as (typeof repeats)[number]);
+    },
+    async start() {
+      if (started) return;
+      started = true;
+      // One embedded process owns the queue: anything it left active when it died runs again.
+      await db.query(`UPDATE local_jobs SET state = 'waiting' WHERE state = 'active'`);
+      for (const r of repeats) scheduleRepeat(r);
+      wake();
+    },
+    async close() {
+      closing = true;
+      clearTimeout(wakeTimer);
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      await Promise.allSettled([...running]);
+    },
+  };
+}
+
+/** Deletes finished embedded jobs that are past keeping. */
+export async function pruneLocalJobs(db: Queryable, now: Date): Promise<number> {
+  const { rowCount } = await db.query(
+    `DELETE FROM local_jobs WHERE (state = 'done' AND finished_at < $1) OR (state = 'failed' AND finished_at < $2)`,
+    [new Date(now.getTime() - KEEP_DONE_MS), new Date(now.getTime() - KEEP_FAILED_MS)],
+  );
+  return rowCount;
+}
+
+export function bullmqJobs(opts: {
+  connection: ConnectionOptions;
+  prefix: string;
+  log: Logger;
+  concurrency: number;
+}): Jobs {
+  const { log } = opts;
+  const defs = registry();
+  const repeats: { name: string; everyMs: number; payload: unknown }[] = [];
+  const queue = new Queue('jobs', { connection: opts.connection, prefix: opts.prefix });
+  queue.on('error', (err) => log.warn({ err }, 'job queue connection error'));
+  let worker: Worker | undefined;
+
+  const run = async (job: Job) => {
+    const jobLog = log.child({ jobId: job.id, job: job.name, attempt: job.attemptsMade + 1 });
+    const problem = defs.validate(job.name, job.data);
+    if (problem) throw new UnrecoverableError(problem);
+    await defs.get(job.name).def.handler(job.data, {
+      jobId: job.id ?? '',
+      attempt: job.attemptsMade + 1,
+      log: jobLog,
+    });
+  };
+
+  return {
+    kind: 'bullmq',
+    define: (def) => defs.add(def),
+    async enqueue(name, payload, o = {}) {
+      const problem = defs.validate(name, payload);
+      if (problem) throw new Error(problem);
+      const { def } = defs.get(name);
+      await queue.add(name, payload, {
+        ...(o.jobId ? { jobId: o.jobId } : {}),
+        ...(o.delayMs ? { delay: o.delayMs } : {}),
+        attempts: def.attempts ?? DEFAULT_ATTEMPTS,
+        backoff: { type: 'exponential', delay: def.backoffMs ?? DEFAULT_BACKOFF_MS },
+        // Kept for a day so a re-relayed outbox row with the same jobId is recognised and skipped.
+        removeOnComplete: { age: KEEP_DONE_MS / 1000 },
+        removeOnFail: { age: KEEP_FAILED_MS / 1000 },
+      });
+    },
+    repeat(name, everyMs, payload = {}) {
+      defs.get(name);
+      repeats.push({ name, everyMs, payload });
+    },
+    async start() {
+      if (worker) return;
+      for (const r of repeats) {
+        await queue.upsertJobScheduler(
+          `repeat-${r.name}`,
+          { every: r.everyMs },
+          {
+            name: r.name,
+            data: r.payload,
+            opts: { removeOnComplete: { age: KEEP_DONE_MS / 1000 }, removeOnFail: { age: KEEP_FAILED_MS / 1000 } },
+          },
+        );
+      }
+      worker = new Worker('jobs', run, {
+        connection: opts.connection,
+        prefix: opts.prefix,
+        concurrency: opts.concurrency,
+      });
+      worker.on('error', (err) => log.warn({ err }, 'job worker connection error'));
+      worker.on('failed', (job, err) => {
+        if (!job) return;
+        const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
+        if (final) log.error({ err, jobId: job.id, job: job.name }, 'job failed for good');
+        else log.warn({ err, jobId: job.id, job: job.name, attempt: job.attemptsMade }, 'job failed; will retry');
+      });
+    },
+    async close() {
+      await worker?.close();
+      await queue.close();
+    },
+  };
+}

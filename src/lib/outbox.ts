@@ -1,0 +1,113 @@
+import type { Logger } from 'pino';
+import { uuidv7 } from 'uuidv7';
+import type { Clock } from './clock.js';
+import type { Db, Queryable } from './db.js';
+import type { Jobs } from './jobs.js';
+
+/**
+ * Jobs that must not be lost are written as outbox rows in the same transaction as the change that
+ * causes them, then relayed to the job queue. Each row becomes the job `outbox-<id>`, so relaying a
+ * row twice (a crash between enqueue and marking it sent) is deduplicated by the queue.
+ */
+export interface Outbox {
+  add(q: Queryable, jobName: string, payload: unknown, opts?: { delayMs?: number }): Promise<void>;
+  /** Moves every unsent row to the queue; returns how many it moved. */
+  relay(): Promise<number>;
+  /** Relays at an interval, for rows whose writer died before relaying them (worker role). */
+  startSweeper(everyMs: number): void;
+  close(): Promise<void>;
+}
+
+const BATCH = 100;
+const KEEP_SENT_MS = 7 * 24 * 3600_000;
+
+export function makeOutbox(opts: { db: Db; jobs: Jobs; clock: Clock; log: Logger }): Outbox {
+  const { db, jobs, clock, log } = opts;
+  let sweeper: NodeJS.Timeout | undefined;
+  let relaying: Promise<number> | undefined;
+  let again = false;
+  let closed = false;
+
+  const relayBatch = () =>
+    db.tx(async (tx) => {
+      const { rows } = await tx.query<{ id: string; jobName: string; payload: unknown; availableAt: Date }>(
+        `SELECT id, job_name, payload, available_at FROM outbox WHERE sent_at IS NULL
+         ORDER BY available_at, id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED`,
+      );
+      const now = clock.now();
+      for (const row of rows) {
+        const delayMs = Math.max(0, row.availableAt.getTime() - now.getTime());
+        await jobs.enqueue(row.jobName, row.payload, { jobId: `outbox-${row.id}`, delayMs }, tx);
+      }
+      if (rows.length > 0) {
+        await tx.query('UPDATE outbox SET sent_at = $2 WHERE id = ANY($1::uuid[])', [rows.map((r) => r.id), now]);
+      }
+      return rows.length;
+    });
+
+  const relayAll = async () => {
+    let total = 0;
+    for (;;) {
+      const n = await relayBatch();
+      total += n;
+      if (n < BATCH) return total;
+    }
+  };
+
+  // One relay at a time per process; a kick during a relay runs one more pass afterwards.
+  const relay = (): Promise<number> => {
+    if (relaying) {
+      again = true;
+      return relaying;
+    }
+    relaying = (async () => {
+      let total = 0;
+      do {
+        again = false;
+        total += await relayAll();
+      } while (again && !closed);
+      return total;
+    })().finally(() => {
+      relaying = undefined;
+    });
+    return relaying;
+  };
+
+  const relaySoon = () => {
+    if (closed) return;
+    relay().catch((err) => log.warn({ err }, 'outbox relay failed; the sweeper will retry'));
+  };
+
+  return {
+    async add(q, jobName, payload, o = {}) {
+      const now = clock.now();
+      await q.query('INSERT INTO outbox (id, job_name, payload, available_at, created_at) VALUES ($1, $2, $3, $4, $5)', [
+        uuidv7(),
+        jobName,
+        JSON.stringify(payload),
+        new Date(now.getTime() + (o.delayMs ?? 0)),
+        now,
+      ]);
+      q.afterCommit(relaySoon);
+    },
+    relay,
+    startSweeper(everyMs) {
+      if (sweeper || closed) return;
+      sweeper = setInterval(relaySoon, everyMs);
+      relaySoon();
+    },
+    async close() {
+      closed = true;
+      clearInterval(sweeper);
+      await relaying?.catch(() => 0);
+    },
+  };
+}
+
+/** Deletes relayed rows past keeping. */
+export async function pruneOutbox(db: Queryable, now: Date): Promise<number> {
+  const { rowCount } = await db.query('DELETE FROM outbox WHERE sent_at < $1', [
+    new Date(now.getTime() - KEEP_SENT_MS),
+  ]);
+  return rowCount;
+}

@@ -1,0 +1,30 @@
+import type { Static } from '@sinclair/typebox';
+import type { Pong } from '../modules/system/system.schemas.js';
+
+/** What every client→server event answers through its ack callback. */
+export type AckResponse<T> = { ok: true; data: T } | { ok: false; error: { code: string; detail: string } };
+export type Ack<T> = (response: AckResponse<T>) => void;
+
+/**
+ * Client → server events. Payloads arrive as `unknown` and are validated with the handler's TypeBox
+ * schema before anything else sees them.
+ */
+export interface ClientToServerEvents {
+  'system:ping': (payload: unknown, ack?: Ack<Static<typeof Pong>>) => void;
+}
+
+/** Server → client events, emitted through the realtime port. */
+export interface ServerToClientEvents {
+  /** Sent once a connection is authenticated. */
+  'system:welcome': (data: { userId: string; recovered: boolean }) => void;
+  /** Sent just before the server ends the connection on purpose (session ended, token expired). */
+  'system:disconnecting': (data: { reason: 'session_ended' | 'token_expired' | 'server_shutdown' }) => void;
+}
+
+export type ServerEventName = keyof ServerToClientEvents;
+export type ServerEventData<E extends ServerEventName> = Parameters<ServerToClientEvents[E]>[0];
+
+export interface SocketData {
+  userId: string;
+  sessionId: string;
+}

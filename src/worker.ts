@@ -1,0 +1,17 @@
+import type { Deps } from './deps.js';
+import { PRUNE_EVERY_MS, systemJobs } from './modules/system/system.jobs.js';
+
+/**
+ * Every module's job definitions, listed explicitly. Defined in every role, so any process can
+ * enqueue with the right retry policy; only workers consume.
+ */
+export function defineJobs(deps: Deps) {
+  for (const job of [...systemJobs(deps)]) deps.jobs.define(job);
+}
+
+/** Schedules and consumption: the worker half of ROLE=serve, or ROLE=worker. */
+export async function startWorker(deps: Deps) {
+  deps.jobs.repeat('system.prune', PRUNE_EVERY_MS);
+  await deps.jobs.start();
+  deps.outbox.startSweeper(deps.config.OUTBOX_SWEEP_MS);
+}

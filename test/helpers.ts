@@ -1,0 +1,186 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import pg from 'pg';
+import pino, { type Logger } from 'pino';
+import { inject } from 'vitest';
+import { type Config, loadConfig } from '../src/config.js';
+import { buildDeps, closeDeps, type Deps, type DepsOverrides } from '../src/deps.js';
+import { type App, buildApp } from '../src/http/app.js';
+import type { Clock } from '../src/lib/clock.js';
+import { type Db, openPglite, openPostgres } from '../src/lib/db.js';
+import { disconnectAllLocal } from '../src/realtime/server.js';
+import { defineJobs, startWorker } from '../src/worker.js';
+import { withDatabase } from './global-setup.js';
+
+/** Which lane this run is: services (PostgreSQL + Redis) when the TEST_ URLs are set. */
+export const lane = {
+  databaseUrl: process.env.TEST_DATABASE_URL,
+  redisUrl: process.env.TEST_REDIS_URL,
+  get services() {
+    return Boolean(this.databaseUrl);
+  },
+};
+
+export interface TestDb {
+  db: Db;
+  /** A connection string for child processes (services lane only). */
+  url: string | undefined;
+  drop(): Promise<void>;
+}
+
+/** A database of this file's own, copied from the migrated template. */
+export async function testDb(): Promise<TestDb> {
+  if (lane.databaseUrl) {
+    const name = `taskmaa_t_${randomBytes(6).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: lane.databaseUrl });
+    await admin.connect();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await admin.query(`CREATE DATABASE ${name} TEMPLATE ${inject('pgTemplate')}`);
+        break;
+      } catch (err) {
+        // Two files copying the template at the same instant can collide; the copy is quick.
+        if (attempt >= 10 || !/being accessed by other users/.test(String(err))) throw err;
+        await new Promise((r) => setTimeout(r, 100 * attempt));
+      }
+    }
+    await admin.end();
+    const url = withDatabase(lane.databaseUrl, name);
+    const db = openPostgres({ url, max: 5, statementTimeoutMs: 10_000 });
+    return {
+      db,
+      url,
+      async drop() {
+        await db.close();
+        const a = new pg.Client({ connectionString: lane.databaseUrl });
+        await a.connect();
+        await a.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+        await a.end();
+      },
+    };
+  }
+  const tar = readFileSync(inject('pgliteTemplate'));
+  const db = await openPglite(undefined, new Blob([tar]));
+  return { db, url: undefined, drop: () => db.close() };
+}
+
+/** A logger whose lines the test can read back. */
+export function captureLogs(level = 'info'): { log: Logger; lines: () => Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      for (const line of String(chunk).split('\n')) if (line) lines.push(JSON.parse(line));
+      cb();
+    },
+  });
+  return { log: pino({ level }, stream), lines: () => lines };
+}
+
+export function testConfig(env: Record<string, string | undefined> = {}): Config & { dataDirToRemove: string } {
+  const dataDir = mkdtempSync(join(tmpdir(), 'taskmaa-test-'));
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    DATA_DIR: dataDir,
+    CORS_ORIGINS: 'http://app.test',
+    APP_URL: 'http://app.test',
+    REDIS_URL: lane.redisUrl,
+    REDIS_PREFIX: `t${randomBytes(5).toString('hex')}`,
+    OUTBOX_SWEEP_MS: '200',
+    ...env,
+  });
+  return { ...config, dataDirToRemove: dataDir };
+}
+
+export interface TestApp {
+  app: App;
+  deps: Deps;
+  config: Config;
+  /** Base URL when started with `listen: true`. */
+  url: string;
+  logs: () => Record<string, unknown>[];
+  close(): Promise<void>;
+}
+
+/**
+ * The whole service on this file's database: deps, jobs and the HTTP app, like `npm start` with
+ * ROLE=serve. `listen` opens a real port (sockets need one); `worker: false` leaves jobs unconsumed.
+ */
+export async function startTestApp(
+  opts: {
+    env?: Record<string, string>;
+    listen?: boolean;
+    worker?: boolean;
+    clock?: Clock;
+    db?: TestDb;
+    beforeReady?: (app: App, deps: Deps) => void | Promise<void>;
+  } = {},
+): Promise<TestApp> {
+  const config = testConfig(opts.env);
+  const database = opts.db ?? (await testDb());
+  const { log, lines } = captureLogs('debug');
+  const overrides: DepsOverrides = { db: database.db, log, ...(opts.clock ? { clock: opts.clock } : {}) };
+  const deps = await buildDeps(config, overrides);
+  defineJobs(deps);
+  const app = await buildApp(deps);
+  await opts.beforeReady?.(app, deps);
+  await app.ready();
+  if (opts.worker) await startWorker(deps);
+  let url = '';
+  if (opts.listen) {
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const address = app.server.address();
+    url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  }
+  return {
+    app,
+    deps,
+    config,
+    url,
+    logs: lines,
+    async close() {
+      disconnectAllLocal(deps.io);
+      await app.close();
+      await closeDeps({ ...deps, db: { ...deps.db, close: async () => {} } });
+      if (!opts.db) await database.drop();
+      rmSync(config.dataDirToRemove, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A signed-in caller: an access token for a fresh user and session. */
+export function aPrincipal(deps: Deps, userId: string = randomUUID()) {
+  const sessionId = randomUUID();
+  const { token } = deps.tokens.sign({ userId, sessionId });
+  return { userId, sessionId, token, headers: { authorization: `Bearer ${token}` } };
+}
+
+/** A clock tests move by hand. */
+export function fakeClock(start = new Date('2026-03-01T09:00:00Z')): Clock & { advance(ms: number): void; set(d: Date): void } {
+  let now = start.getTime();
+  return {
+    now: () => new Date(now),
+    advance: (ms) => {
+      now += ms;
+    },
+    set: (d) => {
+      now = d.getTime();
+    },
+  };
+}
+
+/** Polls until `check` passes or the time runs out; for effects that arrive asynchronously. */
+export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 5000, everyMs = 20): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  }
+}
