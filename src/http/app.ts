@@ -102,7 +102,8 @@ export async function buildApp(deps: Deps): Promise<App> {
     bodyLimit: config.BODY_LIMIT_BYTES,
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     connectionTimeout: config.REQUEST_TIMEOUT_MS * 2,
-    requestIdHeader: 'x-request-id',
+    // genReqId reads x-request-id itself, so a hostile value is replaced rather than trusted.
+    requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
