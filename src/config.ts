@@ -21,11 +21,17 @@ const EnvSchema = T.Object({
       description: 'Interface to listen on. Default 127.0.0.1, or 0.0.0.0 in production.',
     }),
   ),
-  PORT: T.Integer({ minimum: 0, maximum: 65535, default: 3000, description: 'HTTP port (0 = any free port).' }),
+  PORT: T.Integer({
+    minimum: 0,
+    maximum: 65535,
+    default: 3000,
+    description: 'HTTP port (0 = any free port).',
+  }),
   PUBLIC_URL: T.Optional(
     T.String({
       pattern: '^https?://[^\\s]+$',
-      description: 'Public base URL of this API, used in the OpenAPI servers list. Default http://localhost:PORT.',
+      description:
+        'Public base URL of this API, used in the OpenAPI servers list. Default http://localhost:PORT.',
     }),
   ),
   APP_URL: T.String({
@@ -54,7 +60,12 @@ const EnvSchema = T.Object({
       description: 'PostgreSQL connection string. Unset = embedded PGlite under DATA_DIR.',
     }),
   ),
-  DATABASE_POOL_MAX: T.Integer({ minimum: 1, maximum: 200, default: 10, description: 'PostgreSQL pool size.' }),
+  DATABASE_POOL_MAX: T.Integer({
+    minimum: 1,
+    maximum: 200,
+    default: 10,
+    description: 'PostgreSQL pool size.',
+  }),
   DATABASE_STATEMENT_TIMEOUT_MS: T.Integer({
     minimum: 100,
     default: 10000,
@@ -116,7 +127,12 @@ const EnvSchema = T.Object({
   METRICS_TOKEN: T.Optional(
     T.String({ minLength: 16, description: 'If set, /metrics requires `Authorization: Bearer <token>`.' }),
   ),
-  JOBS_CONCURRENCY: T.Integer({ minimum: 1, maximum: 64, default: 4, description: 'Jobs run at once per worker.' }),
+  JOBS_CONCURRENCY: T.Integer({
+    minimum: 1,
+    maximum: 64,
+    default: 4,
+    description: 'Jobs run at once per worker.',
+  }),
   OUTBOX_SWEEP_MS: T.Integer({
     minimum: 100,
     default: 5000,
@@ -125,7 +141,8 @@ const EnvSchema = T.Object({
   SHUTDOWN_DRAIN_DELAY_MS: T.Integer({
     minimum: 0,
     default: 0,
-    description: 'After SIGTERM, readiness is 503 for this long before the listener closes (load balancer grace).',
+    description:
+      'After SIGTERM, readiness is 503 for this long before the listener closes (load balancer grace).',
   }),
   SHUTDOWN_TIMEOUT_MS: T.Integer({
     minimum: 1000,
@@ -208,7 +225,9 @@ function parseOrigins(list: string): string[] {
     try {
       parsed = new URL(origin);
     } catch {
-      throw new ConfigError(`Invalid environment variable CORS_ORIGINS: ${JSON.stringify(origin)} is not a URL`);
+      throw new ConfigError(
+        `Invalid environment variable CORS_ORIGINS: ${JSON.stringify(origin)} is not a URL`,
+      );
     }
     if (parsed.origin !== origin) {
       throw new ConfigError(
@@ -232,7 +251,9 @@ function parseTrustProxy(value: string): boolean | string | string[] {
 // restarts without anyone having to invent a secret. Production must be told its secrets.
 function developmentSecret(nodeEnv: Env['NODE_ENV'], dataDir: string): string {
   if (nodeEnv === 'production') {
-    throw new ConfigError('Invalid environment variable ACCESS_TOKEN_SECRET: required in production (≥ 32 chars)');
+    throw new ConfigError(
+      'Invalid environment variable ACCESS_TOKEN_SECRET: required in production (≥ 32 chars)',
+    );
   }
   const file = join(dataDir, 'secrets.json');
   if (existsSync(file)) {

@@ -1,4 +1,4 @@
-import { ConfigError, type Config, loadConfig } from './config.js';
+import { type Config, ConfigError, loadConfig } from './config.js';
 import { buildDeps, closeDeps, type Deps } from './deps.js';
 import { type App, buildApp } from './http/app.js';
 import { migrate } from './lib/migrate.js';
@@ -38,7 +38,11 @@ async function main(command: string | undefined) {
     const port = typeof address === 'object' && address ? address.port : config.PORT;
     const shownHost = config.HOST === '0.0.0.0' || config.HOST === '127.0.0.1' ? 'localhost' : config.HOST;
     log.info(
-      { docs: `http://${shownHost}:${port}/docs`, mode: config.DATABASE_URL ? 'postgres' : 'embedded', role: config.ROLE },
+      {
+        docs: `http://${shownHost}:${port}/docs`,
+        mode: config.DATABASE_URL ? 'postgres' : 'embedded',
+        role: config.ROLE,
+      },
       `TaskMaa API ready: http://${shownHost}:${port}/docs`,
     );
   }
@@ -88,6 +92,8 @@ async function stop(deps: Deps, app: App | undefined) {
 }
 
 main(process.argv[2]).catch((err) => {
-  process.stderr.write(`taskmaa: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.stderr.write(
+    `taskmaa: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
   process.exit(1);
 });

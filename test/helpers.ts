@@ -79,7 +79,9 @@ export function captureLogs(level = 'info'): { log: Logger; lines: () => Record<
   return { log: pino({ level }, stream), lines: () => lines };
 }
 
-export function testConfig(env: Record<string, string | undefined> = {}): Config & { dataDirToRemove: string } {
+export function testConfig(
+  env: Record<string, string | undefined> = {},
+): Config & { dataDirToRemove: string } {
   const dataDir = mkdtempSync(join(tmpdir(), 'taskmaa-test-'));
   const config = loadConfig({
     NODE_ENV: 'test',
@@ -124,11 +126,22 @@ export async function startTestApp(
   const { log, lines } = captureLogs('debug');
   const overrides: DepsOverrides = { db: database.db, log, ...(opts.clock ? { clock: opts.clock } : {}) };
   const deps = await buildDeps(config, overrides);
-  defineJobs(deps);
-  const app = await buildApp(deps);
-  await opts.beforeReady?.(app, deps);
-  await app.ready();
-  if (opts.worker) await startWorker(deps);
+  const dropAll = async () => {
+    await closeDeps({ ...deps, db: { ...deps.db, close: async () => {} } });
+    if (!opts.db) await database.drop();
+    rmSync(config.dataDirToRemove, { recursive: true, force: true });
+  };
+  let app: App;
+  try {
+    defineJobs(deps);
+    app = await buildApp(deps);
+    await opts.beforeReady?.(app, deps);
+    await app.ready();
+    if (opts.worker) await startWorker(deps);
+  } catch (err) {
+    await dropAll();
+    throw err;
+  }
   let url = '';
   if (opts.listen) {
     await app.listen({ port: 0, host: '127.0.0.1' });
@@ -144,9 +157,7 @@ export async function startTestApp(
     async close() {
       disconnectAllLocal(deps.io);
       await app.close();
-      await closeDeps({ ...deps, db: { ...deps.db, close: async () => {} } });
-      if (!opts.db) await database.drop();
-      rmSync(config.dataDirToRemove, { recursive: true, force: true });
+      await dropAll();
     },
   };
 }
@@ -159,7 +170,9 @@ export function aPrincipal(deps: Deps, userId: string = randomUUID()) {
 }
 
 /** A clock tests move by hand. */
-export function fakeClock(start = new Date('2026-03-01T09:00:00Z')): Clock & { advance(ms: number): void; set(d: Date): void } {
+export function fakeClock(
+  start = new Date('2026-03-01T09:00:00Z'),
+): Clock & { advance(ms: number): void; set(d: Date): void } {
   let now = start.getTime();
   return {
     now: () => new Date(now),

@@ -46,7 +46,12 @@ beforeAll(async () => {
         '/v1/test/boom',
         {
           config: { auth: 'none' },
-          schema: { operationId: 'testBoom', summary: 'test', tags: ['test'], response: { 200: T.Object({}) } },
+          schema: {
+            operationId: 'testBoom',
+            summary: 'test',
+            tags: ['test'],
+            response: { 200: T.Object({}) },
+          },
         },
         async () => {
           throw new Error('secret internal detail');
@@ -56,7 +61,12 @@ beforeAll(async () => {
         '/v1/test/down',
         {
           config: { auth: 'none' },
-          schema: { operationId: 'testDown', summary: 'test', tags: ['test'], response: { 200: T.Object({}) } },
+          schema: {
+            operationId: 'testDown',
+            summary: 'test',
+            tags: ['test'],
+            response: { 200: T.Object({}) },
+          },
         },
         async () => {
           throw unavailable('database_unavailable', 'The database is unavailable; try again shortly.');
@@ -91,7 +101,9 @@ describe('errors are problem+json with stable codes', () => {
     expect(body.code).toBe('validation_failed');
     const fields = body.errors.map((e: { field: string }) => e.field).sort();
     expect(fields).toEqual(['body/count', 'body/role', 'body/title']);
-    expect(body.errors.find((e: { field: string }) => e.field === 'body/role').message).toBe('is not allowed');
+    expect(body.errors.find((e: { field: string }) => e.field === 'body/role').message).toBe(
+      'is not allowed',
+    );
   });
 
   it('a missing required field is named', async () => {
@@ -100,7 +112,11 @@ describe('errors are problem+json with stable codes', () => {
   });
 
   it('malformed JSON and prototype pollution are 400 invalid_json', async () => {
-    for (const payload of ['{"title":', '{"title":"a","__proto__":{"x":1}}', '{"title":"a","constructor":{"prototype":{}}}']) {
+    for (const payload of [
+      '{"title":',
+      '{"title":"a","__proto__":{"x":1}}',
+      '{"title":"a","constructor":{"prototype":{}}}',
+    ]) {
       const res = await post(payload);
       expect(res.statusCode, payload).toBe(400);
       expect(res.json().code, payload).toMatch(/invalid_json|validation_failed/);
@@ -124,8 +140,10 @@ describe('errors are problem+json with stable codes', () => {
     expect(res.statusCode).toBe(500);
     expect(res.json()).toMatchObject({ code: 'internal_error' });
     expect(res.body).not.toContain('secret internal detail');
-    const logged = t.logs().find((l) => l.msg === 'request failed' && l.reqId === res.headers['x-request-id']);
-    expect((logged?.err as { message: string }).message).toBe('secret internal detail');
+    const logged = t
+      .logs()
+      .find((l) => l.msg === 'request failed' && l.reqId === res.headers['x-request-id']);
+    expect(logged?.err).toMatchObject({ message: 'secret internal detail' });
   });
 
   it('a dependency outage is 503 with Retry-After', async () => {
@@ -144,7 +162,11 @@ describe('errors are problem+json with stable codes', () => {
 
 describe('request ids and headers', () => {
   it('echoes a sane incoming request id and replaces a hostile one', async () => {
-    const mine = await t.app.inject({ method: 'GET', url: '/health/live', headers: { 'x-request-id': 'abc-12345678' } });
+    const mine = await t.app.inject({
+      method: 'GET',
+      url: '/health/live',
+      headers: { 'x-request-id': 'abc-12345678' },
+    });
     expect(mine.headers['x-request-id']).toBe('abc-12345678');
     const hostile = await t.app.inject({
       method: 'GET',
@@ -196,17 +218,28 @@ describe('auth policy', () => {
     expect(none.statusCode).toBe(403);
     const ours = await t.app.inject({ ...base, headers: { cookie, origin: 'http://app.test' } });
     expect(ours.statusCode).toBe(201);
-    const bearer = await t.app.inject({ ...base, headers: { authorization: `Bearer ${token}`, origin: 'https://evil.test' } });
+    const bearer = await t.app.inject({
+      ...base,
+      headers: { authorization: `Bearer ${token}`, origin: 'https://evil.test' },
+    });
     expect(bearer.statusCode).toBe(201);
   });
 });
 
 describe('CORS', () => {
   it('answers allowed origins with credentials, and unknown ones with no CORS headers', async () => {
-    const ok = await t.app.inject({ method: 'GET', url: '/health/live', headers: { origin: 'http://app.test' } });
+    const ok = await t.app.inject({
+      method: 'GET',
+      url: '/health/live',
+      headers: { origin: 'http://app.test' },
+    });
     expect(ok.headers['access-control-allow-origin']).toBe('http://app.test');
     expect(ok.headers['access-control-allow-credentials']).toBe('true');
-    const evil = await t.app.inject({ method: 'GET', url: '/health/live', headers: { origin: 'https://evil.test' } });
+    const evil = await t.app.inject({
+      method: 'GET',
+      url: '/health/live',
+      headers: { origin: 'https://evil.test' },
+    });
     expect(evil.headers['access-control-allow-origin']).toBeUndefined();
     expect(evil.headers['access-control-allow-credentials']).toBeUndefined();
   });
@@ -216,7 +249,11 @@ describe('CORS', () => {
       t.app.inject({
         method: 'OPTIONS',
         url: '/v1/test/items',
-        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+        headers: {
+          origin,
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': 'content-type',
+        },
       });
     const ok = await preflight('http://app.test');
     expect(ok.statusCode).toBe(204);
@@ -228,8 +265,7 @@ describe('CORS', () => {
 
 describe('rate limits', () => {
   it('429 with Retry-After and RateLimit headers after the budget, per IP when anonymous', async () => {
-    const hit = (ip: string) =>
-      t.app.inject({ method: 'GET', url: '/v1/test/limited', remoteAddress: ip });
+    const hit = (ip: string) => t.app.inject({ method: 'GET', url: '/v1/test/limited', remoteAddress: ip });
     const statuses: number[] = [];
     let last = await hit('10.9.0.1');
     expect(last.headers['ratelimit-limit']).toBe('3');
@@ -296,7 +332,9 @@ describe('operations endpoints', () => {
     const res = await t.app.inject({ method: 'GET', url: '/metrics' });
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toMatch(/^text\/plain/);
-    expect(res.body).toMatch(/http_request_duration_seconds_count\{method="GET",route="\/health\/live",status="200"\} \d+/);
+    expect(res.body).toMatch(
+      /http_request_duration_seconds_count\{method="GET",route="\/health\/live",status="200"\} \d+/,
+    );
     expect(res.body).toContain('process_cpu_user_seconds_total');
   });
 

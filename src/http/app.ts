@@ -60,7 +60,6 @@ export type App = FastifyInstance<
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
 
-
 /**
  * Every route carries its auth policy into OpenAPI and gets the error responses the platform itself
  * can produce, so the document lists every status a client can see.
@@ -91,7 +90,11 @@ function completeRouteSchema(route: RouteOptions) {
   add(500, 'Unexpected error.');
   add(503, 'Shutting down or a dependency is down; see Retry-After.');
   schema.security =
-    auth === 'none' ? [] : auth === 'optional' ? [{}, { bearerAuth: [] }, { cookieAuth: [] }] : [{ bearerAuth: [] }, { cookieAuth: [] }];
+    auth === 'none'
+      ? []
+      : auth === 'optional'
+        ? [{}, { bearerAuth: [] }, { cookieAuth: [] }]
+        : [{ bearerAuth: [] }, { cookieAuth: [] }];
 }
 
 export async function buildApp(deps: Deps): Promise<App> {
@@ -134,13 +137,17 @@ export async function buildApp(deps: Deps): Promise<App> {
   app.setErrorHandler((err, request, reply) => {
     const { problem: p, retryAfter } = toProblem(err, request);
     if (p.status >= 500) request.log.error({ err }, 'request failed');
-    else if (!(err instanceof AppError)) request.log.info({ code: p.code, status: p.status }, 'request refused');
+    else if (!(err instanceof AppError))
+      request.log.info({ code: p.code, status: p.status }, 'request refused');
     return sendProblem(reply, p, retryAfter);
   });
   app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, problem(404, 'route_not_found', `No route ${request.method} ${request.url.split('?')[0]}.`, {
-      instance: String(request.id),
-    })),
+    sendProblem(
+      reply,
+      problem(404, 'route_not_found', `No route ${request.method} ${request.url.split('?')[0]}.`, {
+        instance: String(request.id),
+      }),
+    ),
   );
 
   await app.register(fastifyCookie);
@@ -161,7 +168,13 @@ export async function buildApp(deps: Deps): Promise<App> {
     origin: (origin, cb) => cb(null, origin !== undefined && config.CORS_ORIGINS.includes(origin)),
     credentials: true,
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
-    exposedHeaders: ['Retry-After', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset', 'X-Request-Id'],
+    exposedHeaders: [
+      'Retry-After',
+      'RateLimit-Limit',
+      'RateLimit-Remaining',
+      'RateLimit-Reset',
+      'X-Request-Id',
+    ],
     maxAge: 600,
   });
 
@@ -209,10 +222,8 @@ export async function buildApp(deps: Deps): Promise<App> {
     uiConfig: { deepLinking: true },
   });
 
-  app.get(
-    '/openapi.json',
-    { schema: { hide: true }, config: { auth: 'none', rateLimit: false } },
-    async () => app.swagger(),
+  app.get('/openapi.json', { schema: { hide: true }, config: { auth: 'none', rateLimit: false } }, async () =>
+    app.swagger(),
   );
 
   await app.register(systemRoutes(deps, metrics.registry));
@@ -230,7 +241,8 @@ function bearerToken(request: FastifyRequest): string | undefined {
 
 async function authenticate(request: FastifyRequest, deps: Deps) {
   // Unknown routes (no url) answer 404 to everyone rather than asking for a sign-in first.
-  const policy = request.routeOptions.url === undefined ? 'optional' : (request.routeOptions.config.auth ?? 'required');
+  const policy =
+    request.routeOptions.url === undefined ? 'optional' : (request.routeOptions.config.auth ?? 'required');
   if (policy === 'none') return;
   const bearer = bearerToken(request);
   const cookie = bearer ? undefined : request.cookies[accessCookieName(deps.config.isProduction)];
@@ -272,7 +284,9 @@ async function rateLimit(request: FastifyRequest, reply: FastifyReply, deps: Dep
   let tightest: Awaited<ReturnType<typeof deps.rateLimiter.hit>> | undefined;
   for (const b of budgets) {
     const max = Math.max(1, Math.floor(b.max * multiplier));
-    const result = await deps.rateLimiter.hit(b.key, max, b.windowMs, { onStoreFailure: b.onStoreFailure ?? 1 });
+    const result = await deps.rateLimiter.hit(b.key, max, b.windowMs, {
+      onStoreFailure: b.onStoreFailure ?? 1,
+    });
     if (!tightest || !result.allowed || result.remaining < tightest.remaining) tightest = result;
     if (!result.allowed) break;
   }

@@ -17,7 +17,10 @@ export function httpMetrics() {
     observe(request: FastifyRequest, reply: FastifyReply) {
       // Route patterns, not raw URLs, keep the label set small whatever clients request.
       const route = request.routeOptions.url ?? 'unmatched';
-      duration.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+      duration.observe(
+        { method: request.method, route, status: String(reply.statusCode) },
+        reply.elapsedTime / 1000,
+      );
     },
   };
 }

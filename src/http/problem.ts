@@ -63,7 +63,12 @@ interface AjvError {
   params: Record<string, unknown>;
 }
 
-const CONTEXT_NAMES: Record<string, string> = { querystring: 'query', params: 'params', body: 'body', headers: 'headers' };
+const CONTEXT_NAMES: Record<string, string> = {
+  querystring: 'query',
+  params: 'params',
+  body: 'body',
+  headers: 'headers',
+};
 
 export function validationFields(context: string, errors: AjvError[]): FieldError[] {
   const base = CONTEXT_NAMES[context] ?? context;
@@ -118,10 +123,14 @@ export function toProblem(err: unknown, request: FastifyRequest): { problem: Pro
   }
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     const code = (e.code ?? 'bad_request').replace(/^FST_ERR_/, '').toLowerCase();
-    return { problem: problem(e.statusCode, code, e.message || 'The request was not accepted.', { instance }) };
+    return {
+      problem: problem(e.statusCode, code, e.message || 'The request was not accepted.', { instance }),
+    };
   }
   return {
-    problem: problem(500, 'internal_error', 'Something went wrong on our side; it has been logged.', { instance }),
+    problem: problem(500, 'internal_error', 'Something went wrong on our side; it has been logged.', {
+      instance,
+    }),
   };
 }
 

@@ -19,7 +19,12 @@ export function loggerOptions(level: string): LoggerOptions {
     redact: { paths: redactPaths, censor: '[redacted]' },
     // Pretty output only for a person at a terminal; machines get JSON lines.
     ...(process.stdout.isTTY && level !== 'silent'
-      ? { transport: { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } }
+      ? {
+          transport: {
+            target: 'pino-pretty',
+            options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' },
+          },
+        }
       : {}),
   };
 }

@@ -29,7 +29,8 @@ export function readMigrations(dir = migrationsDir): Migration[] {
     };
   });
   migrations.forEach((m, i) => {
-    if (m.version !== i + 1) throw new Error(`Migrations must be numbered 0001, 0002… without gaps (${m.name})`);
+    if (m.version !== i + 1)
+      throw new Error(`Migrations must be numbered 0001, 0002… without gaps (${m.name})`);
   });
   return migrations;
 }
@@ -55,7 +56,9 @@ export async function migrate(db: Db, migrations = readMigrations()): Promise<{ 
     const known = new Set(migrations.map((m) => m.version));
     for (const row of rows) {
       if (!known.has(row.version)) {
-        throw new Error(`The database has migration ${row.version} (${row.name}) that this code does not know`);
+        throw new Error(
+          `The database has migration ${row.version} (${row.name}) that this code does not know`,
+        );
       }
     }
     const applied: string[] = [];
@@ -63,7 +66,9 @@ export async function migrate(db: Db, migrations = readMigrations()): Promise<{ 
       const existing = done.get(m.version);
       if (existing) {
         if (existing.checksum !== m.checksum) {
-          throw new Error(`Migration ${m.version}_${m.name} was edited after it was applied; add a new one instead`);
+          throw new Error(
+            `Migration ${m.version}_${m.name} was edited after it was applied; add a new one instead`,
+          );
         }
         continue;
       }

@@ -13,7 +13,12 @@ export interface RateLimiter {
    * Counts one hit against `key` in a fixed window. `onStoreFailure` is the share of the budget kept
    * when the shared store is unreachable: auth routes pass less than 1 so they never fail open.
    */
-  hit(key: string, limit: number, windowMs: number, opts?: { onStoreFailure?: number }): Promise<RateLimitResult>;
+  hit(
+    key: string,
+    limit: number,
+    windowMs: number,
+    opts?: { onStoreFailure?: number },
+  ): Promise<RateLimitResult>;
 }
 
 export function memoryRateLimiter(now = () => Date.now()): RateLimiter & { size(): number } {
@@ -34,7 +39,12 @@ export function memoryRateLimiter(now = () => Date.now()): RateLimiter & { size(
         windows.set(key, w);
       }
       w.count++;
-      return { allowed: w.count <= limit, limit, remaining: Math.max(0, limit - w.count), resetMs: w.resetAt - t };
+      return {
+        allowed: w.count <= limit,
+        limit,
+        remaining: Math.max(0, limit - w.count),
+        resetMs: w.resetAt - t,
+      };
     },
     size: () => windows.size,
   };
@@ -54,7 +64,10 @@ export function redisRateLimiter(redis: Redis, prefix: string, onError: (err: un
   return {
     async hit(key, limit, windowMs, opts) {
       try {
-        const [count, ttl] = (await redis.eval(HIT_SCRIPT, 1, `${prefix}:rl:${key}`, windowMs)) as [number, number];
+        const [count, ttl] = (await redis.eval(HIT_SCRIPT, 1, `${prefix}:rl:${key}`, windowMs)) as [
+          number,
+          number,
+        ];
         return { allowed: count <= limit, limit, remaining: Math.max(0, limit - count), resetMs: ttl };
       } catch (err) {
         onError(err);

@@ -54,7 +54,10 @@ export const systemRoutes =
           description: 'Requires `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set.',
           tags: ['system'],
           response: {
-            200: { description: 'Prometheus text format.', content: { 'text/plain': { schema: T.String() } } },
+            200: {
+              description: 'Prometheus text format.',
+              content: { 'text/plain': { schema: T.String() } },
+            },
             401: problemResponse('METRICS_TOKEN is set and was not given.'),
           },
         },

@@ -23,7 +23,11 @@ export function makeSystemService(deps: { db: Db; redis: Redis | undefined; life
         deps.redis ? probe(() => (deps.redis as Redis).ping()) : Promise.resolve('not_configured' as const),
       ]);
       const ok = !deps.lifecycle.draining && database === 'up' && redis !== 'down';
-      return { status: ok ? 'ok' : 'unavailable', draining: deps.lifecycle.draining, checks: { database, redis } };
+      return {
+        status: ok ? 'ok' : 'unavailable',
+        draining: deps.lifecycle.draining,
+        checks: { database, redis },
+      };
     },
   };
 }
