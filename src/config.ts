@@ -124,6 +124,23 @@ const EnvSchema = T.Object({
     default: 900,
     description: 'Access token lifetime.',
   }),
+  SMTP_URL: T.Optional(
+    T.String({
+      pattern: '^smtps?://',
+      description:
+        'SMTP server for mail (smtp:// or smtps://, credentials in the URL). Unset = dev mailbox under DATA_DIR/mail.',
+    }),
+  ),
+  MAIL_FROM: T.String({
+    minLength: 3,
+    default: 'TaskMaa <no-reply@taskmaa.local>',
+    description: 'The From address of every mail.',
+  }),
+  REQUIRE_VERIFIED_EMAIL: T.Boolean({
+    default: true,
+    description:
+      'Refuse social features (friends, chat, group tasks) with 403 email_not_verified until the email is confirmed.',
+  }),
   METRICS_TOKEN: T.Optional(
     T.String({ minLength: 16, description: 'If set, /metrics requires `Authorization: Bearer <token>`.' }),
   ),

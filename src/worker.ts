@@ -1,4 +1,5 @@
 import type { Deps } from './deps.js';
+import { accountsJobs } from './modules/accounts/accounts.jobs.js';
 import { PRUNE_EVERY_MS, systemJobs } from './modules/system/system.jobs.js';
 
 /**
@@ -6,7 +7,7 @@ import { PRUNE_EVERY_MS, systemJobs } from './modules/system/system.jobs.js';
  * enqueue with the right retry policy; only workers consume.
  */
 export function defineJobs(deps: Deps) {
-  for (const job of [...systemJobs(deps)]) deps.jobs.define(job);
+  for (const job of [...systemJobs(deps), ...accountsJobs(deps)]) deps.jobs.define(job);
 }
 
 /** Schedules and consumption: the worker half of ROLE=serve, or ROLE=worker. */

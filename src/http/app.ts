@@ -19,8 +19,10 @@ import type { Deps } from '../deps.js';
 import { accessCookieName } from '../lib/auth.js';
 import { AppError, forbidden, tooManyRequests, unauthorized } from '../lib/errors.js';
 import type { Principal } from '../lib/tokens.js';
+import { accountsRoutes } from '../modules/accounts/accounts.routes.js';
 import { systemRoutes } from '../modules/system/system.routes.js';
 import { attachSockets } from '../realtime/server.js';
+import { requireAllowedOrigin } from './auth.js';
 import { httpMetrics } from './metrics.js';
 import { Problem, problem, problemResponse, sendProblem, toProblem } from './problem.js';
 
@@ -42,6 +44,8 @@ declare module 'fastify' {
     auth?: AuthPolicy;
     /** A stricter budget for this route, counted on top of the general one; false = no limits. */
     rateLimit?: RouteRateLimit | false;
+    /** Social features: 403 email_not_verified until the address is confirmed (REQUIRE_VERIFIED_EMAIL). */
+    verified?: boolean;
   }
   interface FastifyRequest {
     principal: Principal | null;
@@ -209,7 +213,10 @@ export async function buildApp(deps: Deps): Promise<App> {
           cookieAuth: { type: 'apiKey', in: 'cookie', name: accessCookieName(config.isProduction) },
         },
       },
-      tags: [{ name: 'system', description: 'Health, metrics and the API description.' }],
+      tags: [
+        { name: 'accounts', description: 'Registration, sign-in, sessions, passwords and my settings.' },
+        { name: 'system', description: 'Health, metrics and the API description.' },
+      ],
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
   });
@@ -227,6 +234,7 @@ export async function buildApp(deps: Deps): Promise<App> {
   );
 
   await app.register(systemRoutes(deps, metrics.registry));
+  await app.register(accountsRoutes(deps));
 
   attachSockets(app.server, deps);
   return app;
@@ -253,14 +261,17 @@ async function authenticate(request: FastifyRequest, deps: Deps) {
     request.log = request.log.child({ userId: principal.userId });
   }
   if (!principal && policy === 'required') throw unauthorized();
-  // Cookies ride along on cross-site requests; a mutation carried by a cookie must come from a page
-  // of ours. Bearer tokens cannot be attached by another site, so they need no such check.
-  if (request.authVia === 'cookie' && !SAFE_METHODS.has(request.method)) {
-    const origin = request.headers.origin;
-    if (!origin || !deps.config.CORS_ORIGINS.includes(origin)) {
-      throw forbidden('origin_not_allowed', 'This request must come from an allowed Origin.');
-    }
+  if (
+    principal &&
+    request.routeOptions.config.verified &&
+    deps.config.REQUIRE_VERIFIED_EMAIL &&
+    !principal.emailVerified
+  ) {
+    throw forbidden('email_not_verified', 'Confirm your email address first; we can send the mail again.');
   }
+  // Bearer tokens cannot be attached by another site, so only cookie-carried mutations are checked.
+  if (request.authVia === 'cookie' && !SAFE_METHODS.has(request.method))
+    requireAllowedOrigin(request, deps.config);
 }
 
 async function rateLimit(request: FastifyRequest, reply: FastifyReply, deps: Deps) {

@@ -1,8 +1,8 @@
 import type { AccessTokens, Principal } from './tokens.js';
 
-/** Whether a session is still live. The accounts module answers it from its session store. */
+/** Whether a session is still live, and what requests must know of its user. Answered by accounts. */
 export interface SessionCheck {
-  isActive(principal: Principal): Promise<boolean>;
+  lookup(principal: Principal): Promise<{ emailVerified: boolean } | null>;
 }
 
 export interface Authenticator {
@@ -16,7 +16,9 @@ export function makeAuthenticator(tokens: AccessTokens, sessions: SessionCheck):
       if (!token) return null;
       const principal = tokens.verify(token);
       if (!principal) return null;
-      return (await sessions.isActive(principal)) ? principal : null;
+      // Checked on every request and handshake, so a revoked session stops working at once.
+      const live = await sessions.lookup(principal);
+      return live ? { ...principal, emailVerified: live.emailVerified } : null;
     },
   };
 }

@@ -7,6 +7,8 @@ export interface Principal {
   sessionId: string;
   /** When the access token stops being valid (ms since epoch); sockets disconnect then. */
   expiresAt?: number;
+  /** Known once the session is looked up; social features need a verified email. */
+  emailVerified?: boolean;
 }
 
 export interface AccessTokens {

@@ -1,0 +1,275 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type as T } from '@sinclair/typebox';
+import type { FastifyRequest } from 'fastify';
+import type { Deps } from '../../deps.js';
+import {
+  clearAuthCookies,
+  refreshCookieName,
+  requireAllowedOrigin,
+  setAuthCookies,
+  signedIn,
+} from '../../http/auth.js';
+import { problemResponse } from '../../http/problem.js';
+import { unauthorized } from '../../lib/errors.js';
+import {
+  Accepted,
+  AuthResult,
+  ChangePasswordBody,
+  EmailBody,
+  LoginBody,
+  Me,
+  RefreshBody,
+  RegisterBody,
+  ResetBody,
+  SessionList,
+  SessionParams,
+  TokenBody,
+  UpdateMeBody,
+} from './accounts.schemas.js';
+
+const NoContent = T.Null({ description: 'Done.' });
+const REFRESH_COOKIE_MAX_AGE = 30 * 86400;
+const tags = ['accounts'];
+
+// Per-IP budgets, checked before the body is even read; login keeps half its budget when Redis is
+// down (never fails open). Per-account budgets live in the service.
+const perIp = {
+  register: { max: 10, windowMs: 3600_000, scope: 'register' },
+  login: { max: 20, windowMs: 60_000, scope: 'login', onStoreFailure: 0.5 },
+  refresh: { max: 60, windowMs: 60_000, scope: 'refresh' },
+  mail: { max: 5, windowMs: 3600_000, scope: 'mail', onStoreFailure: 0.5 },
+  token: { max: 20, windowMs: 3600_000, scope: 'mail-token', onStoreFailure: 0.5 },
+};
+
+const context = (request: FastifyRequest) => ({
+  ip: request.ip,
+  userAgent: String(request.headers['user-agent'] ?? ''),
+});
+
+export const accountsRoutes =
+  (deps: Deps): FastifyPluginAsyncTypebox =>
+  async (app) => {
+    const { accounts, config } = deps;
+
+    app.post(
+      '/v1/auth/register',
+      {
+        config: { auth: 'none', rateLimit: perIp.register },
+        schema: {
+          operationId: 'register',
+          summary: 'Create an account; a verification mail is queued',
+          tags,
+          body: RegisterBody,
+          response: { 201: Me },
+        },
+      },
+      async (request, reply) => reply.code(201).send(await accounts.register(request.body)),
+    );
+
+    app.post(
+      '/v1/auth/verify-email',
+      {
+        config: { auth: 'none', rateLimit: perIp.token },
+        schema: {
+          operationId: 'verifyEmail',
+          summary: 'Confirm an email address with the token from the mail',
+          tags,
+          body: TokenBody,
+          response: { 204: NoContent },
+        },
+      },
+      async (request, reply) => {
+        await accounts.verifyEmail(request.body.token);
+        return reply.code(204).send(null);
+      },
+    );
+
+    app.post(
+      '/v1/auth/resend-verification',
+      {
+        config: { auth: 'none', rateLimit: perIp.mail },
+        schema: {
+          operationId: 'resendVerification',
+          summary: 'Send the verification mail again (always 202)',
+          tags,
+          body: EmailBody,
+          response: { 202: Accepted },
+        },
+      },
+      async (request, reply) => {
+        await accounts.resendVerification(request.body.email);
+        return reply.code(202).send({ status: 'accepted' });
+      },
+    );
+
+    app.post(
+      '/v1/auth/login',
+      {
+        config: { auth: 'none', rateLimit: perIp.login },
+        schema: {
+          operationId: 'login',
+          summary: 'Sign in with email or username; returns tokens and sets cookies',
+          tags,
+          body: LoginBody,
+          response: { 200: AuthResult },
+        },
+      },
+      async (request, reply) => {
+        const result = await accounts.login(request.body, context(request));
+        setAuthCookies(reply, config, result, REFRESH_COOKIE_MAX_AGE);
+        return result;
+      },
+    );
+
+    app.post(
+      '/v1/auth/refresh',
+      {
+        config: { auth: 'none', rateLimit: perIp.refresh },
+        schema: {
+          operationId: 'refresh',
+          summary: 'Trade a refresh token (body or cookie) for new tokens; the old one stops working',
+          tags,
+          body: T.Optional(RefreshBody),
+          response: { 200: AuthResult },
+        },
+      },
+      async (request, reply) => {
+        let token = request.body?.refreshToken;
+        if (!token) {
+          token = request.cookies[refreshCookieName(config.isProduction)];
+          if (token) requireAllowedOrigin(request, config);
+        }
+        if (!token) throw unauthorized('invalid_refresh_token', 'Sign in again.');
+        const result = await accounts.refresh(token);
+        setAuthCookies(reply, config, result, REFRESH_COOKIE_MAX_AGE);
+        return result;
+      },
+    );
+
+    app.post(
+      '/v1/auth/logout',
+      {
+        config: { auth: 'optional' },
+        schema: {
+          operationId: 'logout',
+          summary: 'End this session (named by the access token, or the refresh token) and clear cookies',
+          tags,
+          body: T.Optional(RefreshBody),
+          response: { 204: NoContent },
+        },
+      },
+      async (request, reply) => {
+        let refreshToken = request.body?.refreshToken;
+        if (!request.principal && !refreshToken) {
+          refreshToken = request.cookies[refreshCookieName(config.isProduction)];
+          if (refreshToken) requireAllowedOrigin(request, config);
+        }
+        await accounts.logout({ principal: request.principal, ...(refreshToken ? { refreshToken } : {}) });
+        clearAuthCookies(reply, config);
+        return reply.code(204).send(null);
+      },
+    );
+
+    app.get(
+      '/v1/auth/sessions',
+      {
+        schema: {
+          operationId: 'listSessions',
+          summary: 'My signed-in sessions',
+          tags,
+          response: { 200: SessionList },
+        },
+      },
+      async (request) => accounts.listSessions(signedIn(request)),
+    );
+
+    app.delete(
+      '/v1/auth/sessions/:id',
+      {
+        schema: {
+          operationId: 'revokeSession',
+          summary: 'End one of my sessions; its sockets disconnect at once',
+          tags,
+          params: SessionParams,
+          response: { 204: NoContent, 404: problemResponse('No such session of mine.') },
+        },
+      },
+      async (request, reply) => {
+        await accounts.revokeSession(signedIn(request), request.params.id);
+        return reply.code(204).send(null);
+      },
+    );
+
+    app.post(
+      '/v1/auth/password/forgot',
+      {
+        config: { auth: 'none', rateLimit: perIp.mail },
+        schema: {
+          operationId: 'forgotPassword',
+          summary: 'Mail a password reset link (always 202)',
+          tags,
+          body: EmailBody,
+          response: { 202: Accepted },
+        },
+      },
+      async (request, reply) => {
+        await accounts.forgotPassword(request.body.email);
+        return reply.code(202).send({ status: 'accepted' });
+      },
+    );
+
+    app.post(
+      '/v1/auth/password/reset',
+      {
+        config: { auth: 'none', rateLimit: perIp.token },
+        schema: {
+          operationId: 'resetPassword',
+          summary: 'Set a new password with the token from the mail; ends every session',
+          tags,
+          body: ResetBody,
+          response: { 204: NoContent },
+        },
+      },
+      async (request, reply) => {
+        await accounts.resetPassword(request.body.token, request.body.password);
+        return reply.code(204).send(null);
+      },
+    );
+
+    app.post(
+      '/v1/auth/password/change',
+      {
+        schema: {
+          operationId: 'changePassword',
+          summary: 'Change my password; ends every other session',
+          tags,
+          body: ChangePasswordBody,
+          response: { 204: NoContent },
+        },
+      },
+      async (request, reply) => {
+        await accounts.changePassword(signedIn(request), request.body.currentPassword, request.body.password);
+        return reply.code(204).send(null);
+      },
+    );
+
+    app.get(
+      '/v1/me',
+      { schema: { operationId: 'getMe', summary: 'My account and settings', tags, response: { 200: Me } } },
+      async (request) => accounts.getMe(signedIn(request).userId),
+    );
+
+    app.patch(
+      '/v1/me',
+      {
+        schema: {
+          operationId: 'updateMe',
+          summary: 'Change my profile and settings',
+          tags,
+          body: UpdateMeBody,
+          response: { 200: Me },
+        },
+      },
+      async (request) => accounts.updateMe(signedIn(request).userId, request.body),
+    );
+  };
