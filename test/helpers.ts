@@ -5,12 +5,15 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pg from 'pg';
 import pino, { type Logger } from 'pino';
+import { uuidv7 } from 'uuidv7';
 import { inject } from 'vitest';
 import { type Config, loadConfig } from '../src/config.js';
 import { buildDeps, closeDeps, type Deps, type DepsOverrides } from '../src/deps.js';
 import { type App, buildApp } from '../src/http/app.js';
 import type { Clock } from '../src/lib/clock.js';
 import { type Db, openPglite, openPostgres } from '../src/lib/db.js';
+import { hashPassword } from '../src/modules/accounts/accounts.passwords.js';
+import * as accountsRepo from '../src/modules/accounts/accounts.repo.js';
 import { disconnectAllLocal } from '../src/realtime/server.js';
 import { defineJobs, startWorker } from '../src/worker.js';
 import { withDatabase } from './global-setup.js';
@@ -160,6 +163,59 @@ export async function startTestApp(
       await dropAll();
     },
   };
+}
+
+export const DEFAULT_PASSWORD = 'correct horse battery staple';
+let defaultHash: Promise<string> | undefined;
+let counter = 0;
+
+/**
+ * A user row made directly, with a password hash computed once per file (argon2 is slow on purpose).
+ * Names are unique per call, so tests never depend on empty tables.
+ */
+export async function aUser(
+  deps: Deps,
+  overrides: {
+    username?: string;
+    email?: string;
+    name?: string;
+    verified?: boolean;
+    password?: string;
+    timezone?: string;
+  } = {},
+) {
+  const n = `${Date.now().toString(36)}${(counter++).toString(36)}${randomBytes(2).toString('hex')}`;
+  const password = overrides.password ?? DEFAULT_PASSWORD;
+  defaultHash ??= hashPassword(DEFAULT_PASSWORD);
+  const passwordHash = overrides.password ? await hashPassword(password) : await defaultHash;
+  const now = deps.clock.now();
+  const user = await accountsRepo.insertUser(deps.db, {
+    id: uuidv7(),
+    username: overrides.username ?? `u_${n}`.slice(0, 30),
+    email: overrides.email ?? `u_${n}@example.test`,
+    passwordHash,
+    name: overrides.name ?? 'Test User',
+    timezone: overrides.timezone ?? 'UTC',
+    createdAt: now,
+  });
+  if (overrides.verified !== false) await accountsRepo.markEmailVerified(deps.db, user.id, now);
+  return { ...user, password };
+}
+
+/** A live session for a user, as login would make, with its access token. */
+export async function signIn(deps: Deps, userId: string) {
+  const sessionId = uuidv7();
+  const now = deps.clock.now();
+  await accountsRepo.insertSession(deps.db, {
+    id: sessionId,
+    userId,
+    userAgent: 'test',
+    ip: '127.0.0.1',
+    now,
+    expiresAt: new Date(now.getTime() + 86400_000),
+  });
+  const { token } = deps.tokens.sign({ userId, sessionId });
+  return { userId, sessionId, token, headers: { authorization: `Bearer ${token}` } };
 }
 
 /** A signed-in caller: an access token for a fresh user and session. */

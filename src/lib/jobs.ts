@@ -27,6 +27,14 @@ export interface JobDefinition<S extends TSchema = TSchema> {
 /** Keeps the payload type for the handler, and erases it for the registry (which validates it). */
 export const defineJob = <S extends TSchema>(def: JobDefinition<S>) => def as unknown as JobDefinition;
 
+/**
+ * The queue will never take this job as written (unknown name, invalid payload): retrying cannot
+ * help, unlike a queue that is down.
+ */
+export class JobRefusedError extends Error {
+  override name = 'JobRefusedError';
+}
+
 export interface EnqueueOptions {
   delayMs?: number;
   /** Deduplication key: a second enqueue with the same id while the first is kept is a no-op. */
@@ -51,6 +59,7 @@ export interface Jobs {
 
 const DEFAULT_ATTEMPTS = 5;
 const DEFAULT_BACKOFF_MS = 1000;
+const DEFAULT_ENQUEUE_TIMEOUT_MS = 5000;
 const KEEP_DONE_MS = 24 * 3600_000;
 const KEEP_FAILED_MS = 7 * 24 * 3600_000;
 
@@ -68,7 +77,7 @@ function registry() {
     },
     get(name: string): Registered {
       const found = defs.get(name);
-      if (!found) throw new Error(`Unknown job ${name}: define it in worker.ts`);
+      if (!found) throw new JobRefusedError(`Unknown job ${name}: define it in worker.ts`);
       return found;
     },
     validate(name: string, payload: unknown): string | null {
@@ -82,6 +91,22 @@ function registry() {
 
 const backoff = (base: number, attempt: number) => base * 2 ** Math.max(0, attempt - 1);
 
+/** A bad schedule is a programming error: refuse it where it is written, not at every run. */
+function checkRepeat(defs: ReturnType<typeof registry>, name: string, everyMs: number, payload: unknown) {
+  if (!Number.isInteger(everyMs) || everyMs <= 0) throw new Error(`Job ${name}: bad everyMs ${everyMs}`);
+  const problem = defs.validate(name, payload);
+  if (problem) throw new Error(problem);
+}
+
+interface ClaimedJob {
+  id: string;
+  name: string;
+  payload: unknown;
+  attemptsMade: number;
+  maxAttempts: number;
+  backoffMs: number;
+}
+
 /**
  * The embedded runner keeps jobs in the database it already has, so a restart loses nothing, and
  * the outbox relay can enqueue in the same transaction that marks a row sent (exactly once).
@@ -93,15 +118,18 @@ export function localJobs(opts: { db: Db; clock: Clock; log: Logger; concurrency
   const repeats: { name: string; everyMs: number; payload: unknown }[] = [];
   const running = new Set<Promise<void>>();
   const timers = new Set<NodeJS.Timeout>();
+  // Repeat enqueues in flight, so close() does not return while one still writes.
+  const writes = new Set<Promise<void>>();
+  let starting: Promise<void> | undefined;
   let started = false;
   let closing = false;
   let wakeTimer: NodeJS.Timeout | undefined;
-  let pumping = false;
+  let pumping: Promise<void> | undefined;
   let pumpAgain = false;
 
   const insert = async (q: Queryable, name: string, payload: unknown, o: EnqueueOptions = {}) => {
     const problem = defs.validate(name, payload);
-    if (problem) throw new Error(problem);
+    if (problem) throw new JobRefusedError(problem);
     const { def } = defs.get(name);
     const now = clock.now();
     await q.query(
@@ -120,17 +148,17 @@ export function localJobs(opts: { db: Db; clock: Clock; log: Logger; concurrency
   };
 
   const claim = async () => {
-    const { rows } = await db.query<{ id: string; name: string; payload: unknown; attemptsMade: number }>(
+    const { rows } = await db.query<ClaimedJob>(
       `UPDATE local_jobs SET state = 'active', attempts_made = attempts_made + 1
        WHERE id = (SELECT id FROM local_jobs WHERE state = 'waiting' AND run_at <= $1
                    ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-       RETURNING id, name, payload, attempts_made`,
+       RETURNING id, name, payload, attempts_made, max_attempts, backoff_ms`,
       [clock.now()],
     );
     return rows[0];
   };
 
-  const execute = async (job: { id: string; name: string; payload: unknown; attemptsMade: number }) => {
+  const execute = async (job: ClaimedJob) => {
     const jobLog = log.child({ jobId: job.id, job: job.name, attempt: job.attemptsMade });
     let registered: Registered | undefined;
     try {
@@ -138,29 +166,30 @@ export function localJobs(opts: { db: Db; clock: Clock; log: Logger; concurrency
       const problem = defs.validate(job.name, job.payload);
       if (problem) throw Object.assign(new Error(problem), { unrecoverable: true });
       await registered.def.handler(job.payload, { jobId: job.id, attempt: job.attemptsMade, log: jobLog });
-      await db.query(`UPDATE local_jobs SET state = 'done', finished_at = $2, last_error = NULL WHERE id = $1`, [
-        job.id,
-        clock.now(),
-      ]);
+      await db.query(
+        `UPDATE local_jobs SET state = 'done', finished_at = $2, last_error = NULL WHERE id = $1`,
+        [job.id, clock.now()],
+      );
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      const maxAttempts = registered?.def.attempts ?? DEFAULT_ATTEMPTS;
-      const giveUp = !registered || (err as { unrecoverable?: boolean }).unrecoverable || job.attemptsMade >= maxAttempts;
+      // The policy stored at enqueue, as BullMQ does: a redeploy does not change queued jobs' retries.
+      const giveUp =
+        !registered ||
+        (err as { unrecoverable?: boolean }).unrecoverable ||
+        job.attemptsMade >= job.maxAttempts;
       if (giveUp) {
         jobLog.error({ err }, 'job failed for good');
-        await db.query(`UPDATE local_jobs SET state = 'failed', finished_at = $2, last_error = $3 WHERE id = $1`, [
-          job.id,
-          clock.now(),
-          message,
-        ]);
+        await db.query(
+          `UPDATE local_jobs SET state = 'failed', finished_at = $2, last_error = $3 WHERE id = $1`,
+          [job.id, clock.now(), message],
+        );
       } else {
-        const delay = backoff(registered?.def.backoffMs ?? DEFAULT_BACKOFF_MS, job.attemptsMade);
+        const delay = backoff(job.backoffMs, job.attemptsMade);
         jobLog.warn({ err, retryInMs: delay }, 'job failed; will retry');
-        await db.query(`UPDATE local_jobs SET state = 'waiting', run_at = $2, last_error = $3 WHERE id = $1`, [
-          job.id,
-          new Date(clock.now().getTime() + delay),
-          message,
-        ]);
+        await db.query(
+          `UPDATE local_jobs SET state = 'waiting', run_at = $2, last_error = $3 WHERE id = $1`,
+          [job.id, new Date(clock.now().getTime() + delay), message],
+        );
       }
     }
   };
@@ -177,37 +206,45 @@ export function localJobs(opts: { db: Db; clock: Clock; log: Logger; concurrency
     wakeTimer = setTimeout(wake, delay);
   };
 
-  const pump = async () => {
+  const pumpOnce = async () => {
+    do {
+      pumpAgain = false;
+      while (!closing && running.size < opts.concurrency) {
+        // Once claimed, a job runs even if close() came meanwhile: close() waits for it.
+        const job = await claim();
+        if (!job) break;
+        const p: Promise<void> = execute(job).finally(() => {
+          running.delete(p);
+          wake();
+        });
+        running.add(p);
+      }
+      // A wake-up during this read may be for a job the read did not see yet, hence the loop.
+      if (!closing && running.size < opts.concurrency) await sleepUntilNextDue();
+    } while (pumpAgain && !closing);
+  };
+
+  const pump = () => {
     if (pumping) {
       pumpAgain = true;
       return;
     }
-    pumping = true;
-    try {
-      do {
+    pumping = pumpOnce()
+      .catch((err) => {
         pumpAgain = false;
-        while (!closing && running.size < opts.concurrency) {
-          const job = await claim();
-          if (!job) break;
-          const p: Promise<void> = execute(job).finally(() => {
-            running.delete(p);
-            wake();
-          });
-          running.add(p);
-        }
-      } while (pumpAgain && !closing);
-      if (running.size < opts.concurrency) await sleepUntilNextDue();
-    } catch (err) {
-      log.error({ err }, 'job runner could not read the queue; retrying');
-      clearTimeout(wakeTimer);
-      if (!closing) wakeTimer = setTimeout(wake, 1000);
-    } finally {
-      pumping = false;
-    }
+        log.error({ err }, 'job runner could not read the queue; retrying');
+        clearTimeout(wakeTimer);
+        if (!closing) wakeTimer = setTimeout(wake, 1000);
+      })
+      .finally(() => {
+        pumping = undefined;
+        // A wake-up between the last check and here would otherwise be lost.
+        if (pumpAgain) wake();
+      });
   };
 
   function wake() {
-    if (started && !closing) void pump();
+    if (started && !closing) pump();
   }
 
   const enqueueRepeat = async (r: { name: string; everyMs: number; payload: unknown }) => {
@@ -219,7 +256,10 @@ export function localJobs(opts: { db: Db; clock: Clock; log: Logger; concurrency
   const scheduleRepeat = (r: { name: string; everyMs: number; payload: unknown }) => {
     const tick = () => {
       if (closing) return;
-      enqueueRepeat(r).catch((err) => log.error({ err, job: r.name }, 'could not enqueue repeating job'));
+      const write: Promise<void> = enqueueRepeat(r)
+        .catch((err) => log.error({ err, job: r.name }, 'could not enqueue repeating job'))
+        .finally(() => writes.delete(write));
+      writes.add(write);
       const untilNextSlot = r.everyMs - (clock.now().getTime() % r.everyMs);
       const t = setTimeout(() => {
         timers.delete(t);
@@ -240,24 +280,32 @@ export function localJobs(opts: { db: Db; clock: Clock; log: Logger; concurrency
       target.afterCommit(wake);
     },
     repeat(name, everyMs, payload = {}) {
-      defs.get(name);
-      repeats.push({ name, everyMs, payload });
-      if (started) scheduleRepeat(repeats[repeats.length - 1] as (typeof repeats)[number]);
+      checkRepeat(defs, name, everyMs, payload);
+      const r = { name, everyMs, payload };
+      repeats.push(r);
+      if (started) scheduleRepeat(r);
     },
-    async start() {
-      if (started) return;
-      started = true;
-      // One embedded process owns the queue: anything it left active when it died runs again.
-      await db.query(`UPDATE local_jobs SET state = 'waiting' WHERE state = 'active'`);
-      for (const r of repeats) scheduleRepeat(r);
-      wake();
+    start() {
+      starting ??= (async () => {
+        // One embedded process owns the queue: anything it left active when it died runs again.
+        // Done before anything is claimed, or it would also reset the jobs this runner just took.
+        await db.query(`UPDATE local_jobs SET state = 'waiting' WHERE state = 'active'`);
+        if (closing) return;
+        started = true;
+        for (const r of repeats) scheduleRepeat(r);
+        wake();
+      })();
+      return starting;
     },
     async close() {
       closing = true;
       clearTimeout(wakeTimer);
       for (const t of timers) clearTimeout(t);
       timers.clear();
-      await Promise.allSettled([...running]);
+      await starting?.catch(() => {});
+      // A claim in flight may still hand back a job, which then joins `running`.
+      await pumping;
+      await Promise.allSettled([...writes, ...running]);
     },
   };
 }
@@ -271,13 +319,24 @@ export async function pruneLocalJobs(db: Queryable, now: Date): Promise<number> 
   return rowCount;
 }
 
+const jobOptions = (def: JobDefinition) => ({
+  attempts: def.attempts ?? DEFAULT_ATTEMPTS,
+  backoff: { type: 'exponential', delay: def.backoffMs ?? DEFAULT_BACKOFF_MS },
+  // Kept for a day so a re-relayed outbox row with the same jobId is recognised and skipped.
+  removeOnComplete: { age: KEEP_DONE_MS / 1000 },
+  removeOnFail: { age: KEEP_FAILED_MS / 1000 },
+});
+
 export function bullmqJobs(opts: {
   connection: ConnectionOptions;
   prefix: string;
   log: Logger;
   concurrency: number;
+  /** How long enqueue() waits for Redis before failing (default 5000 ms). */
+  enqueueTimeoutMs?: number;
 }): Jobs {
   const { log } = opts;
+  const enqueueTimeoutMs = opts.enqueueTimeoutMs ?? DEFAULT_ENQUEUE_TIMEOUT_MS;
   const defs = registry();
   const repeats: { name: string; everyMs: number; payload: unknown }[] = [];
   const queue = new Queue('jobs', { connection: opts.connection, prefix: opts.prefix });
@@ -300,20 +359,31 @@ export function bullmqJobs(opts: {
     define: (def) => defs.add(def),
     async enqueue(name, payload, o = {}) {
       const problem = defs.validate(name, payload);
-      if (problem) throw new Error(problem);
+      if (problem) throw new JobRefusedError(problem);
       const { def } = defs.get(name);
-      await queue.add(name, payload, {
+      const added = queue.add(name, payload, {
         ...(o.jobId ? { jobId: o.jobId } : {}),
         ...(o.delayMs ? { delay: o.delayMs } : {}),
-        attempts: def.attempts ?? DEFAULT_ATTEMPTS,
-        backoff: { type: 'exponential', delay: def.backoffMs ?? DEFAULT_BACKOFF_MS },
-        // Kept for a day so a re-relayed outbox row with the same jobId is recognised and skipped.
-        removeOnComplete: { age: KEEP_DONE_MS / 1000 },
-        removeOnFail: { age: KEEP_FAILED_MS / 1000 },
+        ...jobOptions(def),
       });
+      // BullMQ's connection queues commands until Redis is back, so add() alone would wait forever and
+      // hold the caller (the outbox relay: its transaction). If the add lands later, a retry with the
+      // same jobId is deduplicated.
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`job queue did not answer within ${enqueueTimeoutMs} ms`)),
+          enqueueTimeoutMs,
+        );
+      });
+      try {
+        await Promise.race([added, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
     },
     repeat(name, everyMs, payload = {}) {
-      defs.get(name);
+      checkRepeat(defs, name, everyMs, payload);
       repeats.push({ name, everyMs, payload });
     },
     async start() {
@@ -322,11 +392,8 @@ export function bullmqJobs(opts: {
         await queue.upsertJobScheduler(
           `repeat-${r.name}`,
           { every: r.everyMs },
-          {
-            name: r.name,
-            data: r.payload,
-            opts: { removeOnComplete: { age: KEEP_DONE_MS / 1000 }, removeOnFail: { age: KEEP_FAILED_MS / 1000 } },
-          },
+          // Without the job's own policy BullMQ would run a failing repeat once and give up.
+          { name: r.name, data: r.payload, opts: jobOptions(defs.get(r.name).def) },
         );
       }
       worker = new Worker('jobs', run, {
@@ -339,7 +406,11 @@ export function bullmqJobs(opts: {
         if (!job) return;
         const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
         if (final) log.error({ err, jobId: job.id, job: job.name }, 'job failed for good');
-        else log.warn({ err, jobId: job.id, job: job.name, attempt: job.attemptsMade }, 'job failed; will retry');
+        else
+          log.warn(
+            { err, jobId: job.id, job: job.name, attempt: job.attemptsMade },
+            'job failed; will retry',
+          );
       });
     },
     async close() {

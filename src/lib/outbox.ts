@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { uuidv7 } from 'uuidv7';
 import type { Clock } from './clock.js';
 import type { Db, Queryable } from './db.js';
-import type { Jobs } from './jobs.js';
+import { JobRefusedError, type Jobs } from './jobs.js';
 
 /**
  * Jobs that must not be lost are written as outbox rows in the same transaction as the change that
@@ -28,29 +28,47 @@ export function makeOutbox(opts: { db: Db; jobs: Jobs; clock: Clock; log: Logger
   let again = false;
   let closed = false;
 
-  const relayBatch = () =>
+  /** `refused` collects, across one pass, the rows the queue will not take, so later batches skip them. */
+  const relayBatch = (refused: Set<string>) =>
     db.tx(async (tx) => {
       const { rows } = await tx.query<{ id: string; jobName: string; payload: unknown; availableAt: Date }>(
-        `SELECT id, job_name, payload, available_at FROM outbox WHERE sent_at IS NULL
+        `SELECT id, job_name, payload, available_at FROM outbox
+         WHERE sent_at IS NULL AND NOT (id = ANY($1::uuid[]))
          ORDER BY available_at, id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED`,
+        [[...refused]],
       );
       const now = clock.now();
+      const sent: string[] = [];
       for (const row of rows) {
         const delayMs = Math.max(0, row.availableAt.getTime() - now.getTime());
-        await jobs.enqueue(row.jobName, row.payload, { jobId: `outbox-${row.id}`, delayMs }, tx);
+        try {
+          await jobs.enqueue(row.jobName, row.payload, { jobId: `outbox-${row.id}`, delayMs }, tx);
+          sent.push(row.id);
+        } catch (err) {
+          // A queue that is down fails the batch (it stays unsent). One row this process cannot
+          // enqueue (a job another version defines, a bad payload) must not hold up the others; it
+          // stays unsent too, for a process that knows the job, or for a person.
+          if (!(err instanceof JobRefusedError)) throw err;
+          refused.add(row.id);
+          log.error(
+            { err, outboxId: row.id, job: row.jobName },
+            'outbox row refused by the job queue; left unsent',
+          );
+        }
       }
-      if (rows.length > 0) {
-        await tx.query('UPDATE outbox SET sent_at = $2 WHERE id = ANY($1::uuid[])', [rows.map((r) => r.id), now]);
+      if (sent.length > 0) {
+        await tx.query('UPDATE outbox SET sent_at = $2 WHERE id = ANY($1::uuid[])', [sent, now]);
       }
-      return rows.length;
+      return { seen: rows.length, sent: sent.length };
     });
 
   const relayAll = async () => {
+    const refused = new Set<string>();
     let total = 0;
     for (;;) {
-      const n = await relayBatch();
-      total += n;
-      if (n < BATCH) return total;
+      const { seen, sent } = await relayBatch(refused);
+      total += sent;
+      if (seen < BATCH) return total;
     }
   };
 
@@ -81,13 +99,10 @@ export function makeOutbox(opts: { db: Db; jobs: Jobs; clock: Clock; log: Logger
   return {
     async add(q, jobName, payload, o = {}) {
       const now = clock.now();
-      await q.query('INSERT INTO outbox (id, job_name, payload, available_at, created_at) VALUES ($1, $2, $3, $4, $5)', [
-        uuidv7(),
-        jobName,
-        JSON.stringify(payload),
-        new Date(now.getTime() + (o.delayMs ?? 0)),
-        now,
-      ]);
+      await q.query(
+        'INSERT INTO outbox (id, job_name, payload, available_at, created_at) VALUES ($1, $2, $3, $4, $5)',
+        [uuidv7(), jobName, JSON.stringify(payload), new Date(now.getTime() + (o.delayMs ?? 0)), now],
+      );
       q.afterCommit(relaySoon);
     },
     relay,
