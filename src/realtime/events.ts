@@ -27,4 +27,6 @@ export type ServerEventData<E extends ServerEventName> = Parameters<ServerToClie
 export interface SocketData {
   userId: string;
   sessionId: string;
+  /** When the access token the connection authenticated with expires (ms since epoch). */
+  expiresAt: number | undefined;
 }

@@ -35,7 +35,9 @@ export function installHandlers(
   handlers: SocketHandler[],
   opts: { rateLimiter: RateLimiter; multiplier: number; log: Logger },
 ) {
-  const known = new Map(handlers.map((h) => [h.event as string, { h, check: TypeCompiler.Compile(h.payload) }]));
+  const known = new Map(
+    handlers.map((h) => [h.event as string, { h, check: TypeCompiler.Compile(h.payload) }]),
+  );
   const log = opts.log.child({ userId: socket.data.userId, socketId: socket.id });
   let windowStart = Date.now();
   let count = 0;
@@ -74,7 +76,9 @@ export function installHandlers(
       const entry = known.get(event);
       if (!entry) return fail(ack, 'unknown_event', `No event ${String(event).slice(0, 64)}.`);
       if (args.length > 1) return fail(ack, 'invalid_payload', 'Send one payload object.');
-      const payload = args[0] ?? {};
+      // No payload at all means an empty one; an explicit null (or undefined, which JSON sends as null)
+      // is a malformed payload like any other non-object.
+      const payload = args.length === 0 ? {} : args[0];
       if (!entry.check.Check(payload)) {
         const first = entry.check.Errors(payload).First();
         return fail(ack, 'invalid_payload', `${first?.path || '/'} ${first?.message ?? 'is invalid'}`.trim());
@@ -90,7 +94,11 @@ export function installHandlers(
     try {
       if (h.rateLimit && opts.multiplier > 0) {
         const max = Math.max(1, Math.floor(h.rateLimit.max * opts.multiplier));
-        const result = await opts.rateLimiter.hit(`sock:${h.event}:${socket.data.userId}`, max, h.rateLimit.windowMs);
+        const result = await opts.rateLimiter.hit(
+          `sock:${h.event}:${socket.data.userId}`,
+          max,
+          h.rateLimit.windowMs,
+        );
         if (!result.allowed) return fail(ack, 'rate_limited', 'Too many events; slow down.');
       }
       const data = await h.handle(

@@ -1,5 +1,11 @@
 import type { Server } from 'socket.io';
-import type { ClientToServerEvents, ServerEventData, ServerEventName, ServerToClientEvents, SocketData } from './events.js';
+import type {
+  ClientToServerEvents,
+  ServerEventData,
+  ServerEventName,
+  ServerToClientEvents,
+  SocketData,
+} from './events.js';
 
 export type Io = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 

@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { Server as HttpServer, IncomingMessage } from 'node:http';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
 import type { Redis } from 'ioredis';
 import { Server } from 'socket.io';
@@ -6,7 +6,7 @@ import type { Config } from '../config.js';
 import type { Deps } from '../deps.js';
 import { accessCookieName } from '../lib/auth.js';
 import { systemSocketHandlers } from '../modules/system/system.socket.js';
-import { installHandlers, type SocketHandler } from './handlers.js';
+import { type AppSocket, installHandlers, type SocketHandler } from './handlers.js';
 import { type Io, sessionRoom, userRoom } from './port.js';
 
 const MAX_CONNECTIONS_PER_USER = 20;
@@ -24,10 +24,11 @@ export function createIo(config: Config, redis: Redis | undefined): Io {
     maxHttpBufferSize: 256 * 1024,
     connectionStateRecovery: { maxDisconnectionDuration: 2 * 60_000, skipMiddlewares: false },
     cors: { origin: config.CORS_ORIGINS, credentials: true },
-    allowRequest: (req, cb) => cb(originAllowed(req, config) ? null : 'origin_not_allowed', originAllowed(req, config)),
+    allowRequest: (req, cb) =>
+      cb(originAllowed(req, config) ? null : 'origin_not_allowed', originAllowed(req, config)),
     ...(redis
       ? {
-          adapter: createAdapter(redis, {
+          adapter: createAdapter(forAdapter(redis), {
             streamName: `${config.REDIS_PREFIX}:socket.io`,
             channelPrefix: `${config.REDIS_PREFIX}:socket.io`,
             sessionKeyPrefix: `${config.REDIS_PREFIX}:sio:session:`,
@@ -35,6 +36,32 @@ export function createIo(config: Config, redis: Redis | undefined): Io {
           }),
         }
       : {}),
+  });
+}
+
+/**
+ * The adapter publishes (XADD, PUBLISH) with the client it is given, and duplicates that client for its
+ * stream reader and subscriber. Publishing keeps the request-path client: it fails fast, so an emit
+ * during an outage still reaches this node's own sockets at once. The duplicates must not inherit its
+ * options: the reader holds XREAD BLOCK longer than the command timeout, and a timed-out XREAD drops the
+ * entries Redis then hands it (nothing from other nodes ever arrives); and with the offline queue off,
+ * every XREAD while reconnecting fails synchronously, so the reader loop spins on rejected promises and
+ * freezes the event loop for as long as Redis is unreachable.
+ */
+function forAdapter(redis: Redis): Redis {
+  return new Proxy(redis, {
+    get(target, prop) {
+      if (prop === 'duplicate') {
+        return () =>
+          target.duplicate({
+            commandTimeout: undefined,
+            enableOfflineQueue: true,
+            maxRetriesPerRequest: null,
+          });
+      }
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
   });
 }
 
@@ -49,7 +76,14 @@ function cookieValue(header: string | undefined, name: string): string | undefin
   if (!header) return undefined;
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
+      try {
+        return decodeURIComponent(part.slice(eq + 1).trim());
+      } catch {
+        // A mangled value is no credential; it must not surface as a server error.
+        return undefined;
+      }
+    }
   }
   return undefined;
 }
@@ -65,6 +99,15 @@ export function attachSockets(httpServer: HttpServer, deps: Deps) {
   const handlers = allHandlers(deps);
   io.attach(httpServer);
 
+  // Sockets that came back with a connection-state session that was not theirs (see below).
+  const notRecovered = new WeakSet<AppSocket>();
+  // Told first, then closed. Sent to this node only: a plain socket.emit goes through the adapter when
+  // connection-state recovery is on, and with Redis it would still be on its way when the socket closes.
+  const endSocket = (socket: AppSocket, reason: 'token_expired') => {
+    io.local.to(socket.id).emit('system:disconnecting', { reason });
+    socket.disconnect(true);
+  };
+
   // Runs on every connection and on every recovery (skipMiddlewares: false): a session revoked
   // while the client was away does not come back.
   io.use(async (socket, next) => {
@@ -78,17 +121,22 @@ export function attachSockets(httpServer: HttpServer, deps: Deps) {
       if (viaCookie && !socket.handshake.headers.origin) return next(new Error('origin_not_allowed'));
       const principal = await deps.auth.authenticate(token);
       if (!principal) return next(new Error('unauthorized'));
-      const open = io.of('/').adapter.rooms.get(userRoom(principal.userId))?.size ?? 0;
+      if (
+        socket.recovered &&
+        (socket.data.userId !== principal.userId || socket.data.sessionId !== principal.sessionId)
+      ) {
+        // The recovery id came from someone else's connection (another account signed in on the same
+        // tab): it starts afresh instead of keeping that connection's rooms.
+        for (const room of socket.rooms) if (room !== socket.id) void socket.leave(room);
+        notRecovered.add(socket);
+      }
+      const room = userRoom(principal.userId);
+      // A recovered socket is already back in its user room; it does not count against itself.
+      const open = (io.of('/').adapter.rooms.get(room)?.size ?? 0) - (socket.rooms.has(room) ? 1 : 0);
       if (open >= MAX_CONNECTIONS_PER_USER) return next(new Error('too_many_connections'));
       socket.data.userId = principal.userId;
       socket.data.sessionId = principal.sessionId;
-      if (principal.expiresAt) {
-        const timer = setTimeout(() => {
-          socket.emit('system:disconnecting', { reason: 'token_expired' });
-          socket.disconnect(true);
-        }, Math.max(0, principal.expiresAt - Date.now()));
-        socket.once('disconnect', () => clearTimeout(timer));
-      }
+      socket.data.expiresAt = principal.expiresAt;
       next();
     } catch (err) {
       log.error({ err }, 'socket handshake failed');
@@ -98,18 +146,35 @@ export function attachSockets(httpServer: HttpServer, deps: Deps) {
 
   io.on('connection', (socket) => {
     void socket.join([userRoom(socket.data.userId), sessionRoom(socket.data.sessionId)]);
+    // Armed only once connected: a handshake the client abandons never fires 'disconnect' to clear it.
+    // Measured on the clock that validated the token, so an injected clock does not cut sockets off.
+    const { expiresAt } = socket.data;
+    if (expiresAt !== undefined) {
+      const timer = setTimeout(
+        () => endSocket(socket, 'token_expired'),
+        Math.max(0, expiresAt - deps.clock.now().getTime()),
+      );
+      socket.once('disconnect', () => clearTimeout(timer));
+    }
     installHandlers(socket, handlers, {
       rateLimiter: deps.rateLimiter,
       multiplier: config.RATE_LIMIT_MULTIPLIER,
       log,
     });
-    socket.emit('system:welcome', { userId: socket.data.userId, recovered: socket.recovered });
+    socket.emit('system:welcome', {
+      userId: socket.data.userId,
+      recovered: socket.recovered && !notRecovered.has(socket),
+    });
   });
 }
 
-/** Ends this node's connections so the HTTP server can close; clients reconnect elsewhere. */
+/**
+ * Ends this node's connections so the HTTP server can close; clients reconnect elsewhere. The
+ * connections are closed under the sockets rather than the sockets disconnected: to a client that is a
+ * dropped connection, so it reconnects by itself (through the load balancer, to another node), and the
+ * session is kept for connection-state recovery there. A socket.io-level disconnect would be final.
+ */
 export function disconnectAllLocal(io: Io) {
   io.local.emit('system:disconnecting', { reason: 'server_shutdown' });
-  io.local.disconnectSockets(true);
   io.engine?.close();
 }

@@ -8,7 +8,10 @@ export const systemSocketHandlers = (deps: Pick<Deps, 'clock'>) => [
     event: 'system:ping',
     payload: PingPayload,
     async handle(_ctx, payload) {
-      return { serverTime: deps.clock.now().toISOString(), ...(payload.echo !== undefined ? { echo: payload.echo } : {}) };
+      return {
+        serverTime: deps.clock.now().toISOString(),
+        ...(payload.echo !== undefined ? { echo: payload.echo } : {}),
+      };
     },
   }),
 ];
