@@ -13,6 +13,7 @@ import { devMailbox, type Mailer, smtpMailer } from './lib/mailer.js';
 import { makeOutbox, type Outbox } from './lib/outbox.js';
 import { memoryRateLimiter, type RateLimiter, redisRateLimiter } from './lib/ratelimit.js';
 import { bullmqConnectionOptions, connectRedis } from './lib/redis.js';
+import { localStorage } from './lib/storage.js';
 import { type AccessTokens, makeAccessTokens } from './lib/tokens.js';
 import { type AccountsService, makeAccountsService } from './modules/accounts/accounts.service.js';
 import { type Lifecycle, makeSystemService } from './modules/system/system.service.js';
@@ -110,6 +111,7 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     realtime,
     tokens,
     log: log.child({ module: 'accounts' }),
+    storage: localStorage(join(config.DATA_DIR, 'uploads')),
     config,
   });
 
@@ -124,8 +126,7 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     jobs,
     outbox,
     tokens,
-    // TEMPORARY while socket tests are written against bare tokens; switched to accounts.sessionCheck next.
-    auth: makeAuthenticator(tokens, { lookup: async () => ({ emailVerified: true }) }),
+    auth: makeAuthenticator(tokens, accounts.sessionCheck),
     mailer,
     accounts,
     io,

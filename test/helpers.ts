@@ -218,11 +218,9 @@ export async function signIn(deps: Deps, userId: string) {
   return { userId, sessionId, token, headers: { authorization: `Bearer ${token}` } };
 }
 
-/** A signed-in caller: an access token for a fresh user and session. */
-export function aPrincipal(deps: Deps, userId: string = randomUUID()) {
-  const sessionId = randomUUID();
-  const { token } = deps.tokens.sign({ userId, sessionId });
-  return { userId, sessionId, token, headers: { authorization: `Bearer ${token}` } };
+/** A signed-in caller: a fresh verified user (or another session of `userId`) and its access token. */
+export async function aPrincipal(deps: Deps, userId?: string) {
+  return signIn(deps, userId ?? (await aUser(deps)).id);
 }
 
 /** A clock tests move by hand. */

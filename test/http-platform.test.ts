@@ -77,11 +77,11 @@ beforeAll(async () => {
 });
 afterAll(() => t?.close());
 
-const post = (payload: unknown, headers: Record<string, string> = {}) =>
+const post = async (payload: unknown, headers: Record<string, string> = {}) =>
   t.app.inject({
     method: 'POST',
     url: '/v1/test/items',
-    headers: { ...aPrincipal(t.deps).headers, 'content-type': 'application/json', ...headers },
+    headers: { ...(await aPrincipal(t.deps)).headers, 'content-type': 'application/json', ...headers },
     payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
   });
 
@@ -185,7 +185,7 @@ describe('request ids and headers', () => {
   });
 
   it('never logs the Authorization header', async () => {
-    const { token, headers } = aPrincipal(t.deps);
+    const { token, headers } = await aPrincipal(t.deps);
     await t.app.inject({ method: 'GET', url: '/v1/test/limited', headers });
     const all = JSON.stringify(t.logs());
     expect(all).not.toContain(token);
@@ -208,7 +208,7 @@ describe('auth policy', () => {
   });
 
   it('a cookie-authenticated mutation needs an allowed Origin; a bearer one does not', async () => {
-    const { token } = aPrincipal(t.deps);
+    const { token } = await aPrincipal(t.deps);
     const cookie = `taskmaa_at=${token}`;
     const base = { method: 'POST' as const, url: '/v1/test/items', payload: { title: 'a' } };
     const foreign = await t.app.inject({ ...base, headers: { cookie, origin: 'https://evil.test' } });
@@ -283,8 +283,8 @@ describe('rate limits', () => {
   });
 
   it('counts per user when signed in, whatever the address', async () => {
-    const a = aPrincipal(t.deps);
-    const b = aPrincipal(t.deps);
+    const a = await aPrincipal(t.deps);
+    const b = await aPrincipal(t.deps);
     const hit = (headers: Record<string, string>, ip: string) =>
       t.app.inject({ method: 'GET', url: '/v1/test/limited', headers, remoteAddress: ip });
     for (let i = 0; i < 3; i++) expect((await hit(a.headers, `10.8.0.${i}`)).statusCode).toBe(200);

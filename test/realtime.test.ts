@@ -106,7 +106,7 @@ async function healthLive() {
 
 describe('handshake authentication', () => {
   it('a valid token connects and is welcomed as its user, not recovered', async () => {
-    const me = aPrincipal(t.deps);
+    const me = await aPrincipal(t.deps);
     const { socket, welcome } = await open(me.token);
     expect(welcome).toEqual({ userId: me.userId, recovered: false });
     expect(socket.connected).toBe(true);
@@ -123,7 +123,7 @@ describe('handshake authentication', () => {
   });
 
   it('a token signed with another key, or with a tampered body, is unauthorized', async () => {
-    const me = aPrincipal(t.deps);
+    const me = await aPrincipal(t.deps);
     const otherKey = makeAccessTokens({
       secret: 'another-secret-of-at-least-32-chars!!',
       ttlSeconds: 900,
@@ -142,7 +142,7 @@ describe('handshake authentication', () => {
   });
 
   it('an alg:none token is unauthorized, with or without a signature part', async () => {
-    const me = aPrincipal(t.deps);
+    const me = await aPrincipal(t.deps);
     const [, body, sig] = me.token.split('.') as [string, string, string];
     const none = b64({ alg: 'none', typ: 'JWT' });
     for (const token of [`${none}.${body}.`, `${none}.${body}.${sig}`, `${b64({ alg: 'NONE' })}.${body}.`]) {
@@ -151,7 +151,7 @@ describe('handshake authentication', () => {
   });
 
   it('an expired token is unauthorized', async () => {
-    const me = aPrincipal(t.deps);
+    const me = await aPrincipal(t.deps);
     const past = makeAccessTokens({
       secret: t.deps.config.ACCESS_TOKEN_SECRET,
       ttlSeconds: 60,
@@ -164,7 +164,7 @@ describe('handshake authentication', () => {
 
 describe('Origin and cookie auth', () => {
   it('a foreign Origin is refused before auth; the allowed Origin is accepted', async () => {
-    const me = aPrincipal(t.deps);
+    const me = await aPrincipal(t.deps);
     const err = await refusedWith({
       auth: { token: me.token },
       extraHeaders: { origin: 'https://evil.test' },
@@ -180,7 +180,7 @@ describe('Origin and cookie auth', () => {
   });
 
   it('a foreign Origin is refused on the polling transport too', async () => {
-    const me = aPrincipal(t.deps);
+    const me = await aPrincipal(t.deps);
     await refusedWith({
       auth: { token: me.token },
       transports: ['polling'],
@@ -195,7 +195,7 @@ describe('Origin and cookie auth', () => {
   });
 
   it('the access cookie without an Origin is refused; with the allowed Origin it is accepted', async () => {
-    const me = aPrincipal(t.deps);
+    const me = await aPrincipal(t.deps);
     const cookie = `theme=dark; taskmaa_at=${me.token}`;
     const err = await refusedWith({ extraHeaders: { cookie } });
     expect(seenOrigins).toEqual([undefined]);
@@ -209,7 +209,7 @@ describe('Origin and cookie auth', () => {
   });
 
   it('a foreign Origin with the cookie is refused; a bad cookie with the allowed Origin is unauthorized', async () => {
-    const me = aPrincipal(t.deps);
+    const me = await aPrincipal(t.deps);
     await refusedWith({ extraHeaders: { cookie: `taskmaa_at=${me.token}`, origin: 'https://evil.test' } });
     expect(refusals).toHaveLength(1);
     for (const cookie of ['taskmaa_at=garbage', 'taskmaa_at=%E0%A4%A', 'taskmaa_at=']) {
@@ -223,7 +223,7 @@ describe('Origin and cookie auth', () => {
 describe('system:ping and payload validation', () => {
   let socket: Socket;
   beforeEach(async () => {
-    ({ socket } = await open(aPrincipal(t.deps).token));
+    ({ socket } = await open((await aPrincipal(t.deps)).token));
   });
 
   it('answers with the server time and the echo', async () => {
@@ -310,7 +310,7 @@ describe('system:ping and payload validation', () => {
 
 describe('flood guard', () => {
   it('a burst past the soft limit gets rate_limited acks, then the socket recovers', async () => {
-    const { socket } = await open(aPrincipal(t.deps).token);
+    const { socket } = await open((await aPrincipal(t.deps)).token);
     const answers = await Promise.all(Array.from({ length: 60 }, () => ask(socket, 'system:ping', {})));
     const limited = answers.filter((a) => !a.ok && a.error.code === 'rate_limited').length;
     const ok = answers.filter((a) => a.ok).length;
@@ -322,9 +322,9 @@ describe('flood guard', () => {
   });
 
   it('past the hard limit only that socket is disconnected; other users and the server carry on', async () => {
-    const flooder = await open(aPrincipal(t.deps).token);
-    const bystander = await open(aPrincipal(t.deps).token);
-    const sameUserOtherTab = await open(aPrincipal(t.deps, flooder.welcome.userId).token);
+    const flooder = await open((await aPrincipal(t.deps)).token);
+    const bystander = await open((await aPrincipal(t.deps)).token);
+    const sameUserOtherTab = await open((await aPrincipal(t.deps, flooder.welcome.userId)).token);
     const gone = disconnected(flooder.socket);
     const answers: Ack[] = [];
     for (let i = 0; i < 200; i++) flooder.socket.emit('system:ping', {}, (a: Ack) => answers.push(a));
@@ -341,10 +341,10 @@ describe('flood guard', () => {
 
 describe('the realtime port', () => {
   it('toUser reaches every tab of that user and no other user', async () => {
-    const alice = aPrincipal(t.deps);
+    const alice = await aPrincipal(t.deps);
     const tab1 = await open(alice.token);
-    const tab2 = await open(aPrincipal(t.deps, alice.userId).token);
-    const bob = await open(aPrincipal(t.deps).token);
+    const tab2 = await open((await aPrincipal(t.deps, alice.userId)).token);
+    const bob = await open((await aPrincipal(t.deps)).token);
     const got = [tab1, tab2, bob].map(({ socket }) => collect<Welcome>(socket, 'system:welcome'));
 
     t.deps.realtime.toUser(alice.userId, 'system:welcome', { userId: alice.userId, recovered: true });
@@ -358,7 +358,7 @@ describe('the realtime port', () => {
   });
 
   it('toRoom reaches the sockets in that room', async () => {
-    const alice = aPrincipal(t.deps);
+    const alice = await aPrincipal(t.deps);
     const a = await open(alice.token);
     const got = collect(a.socket, 'system:disconnecting');
     t.deps.realtime.toRoom(`session:${alice.sessionId}`, 'system:disconnecting', {
@@ -368,10 +368,10 @@ describe('the realtime port', () => {
   });
 
   it('endSession ends that session on every tab, and not another session of the same user', async () => {
-    const alice = aPrincipal(t.deps);
+    const alice = await aPrincipal(t.deps);
     const s1tab1 = await open(alice.token);
     const s1tab2 = await open(alice.token);
-    const s2 = await open(aPrincipal(t.deps, alice.userId).token);
+    const s2 = await open((await aPrincipal(t.deps, alice.userId)).token);
     const events = [s1tab1, s1tab2, s2].map(({ socket }) => {
       const seen: string[] = [];
       socket.on('system:disconnecting', (d: { reason: string }) => seen.push(`disconnecting:${d.reason}`));
@@ -391,10 +391,10 @@ describe('the realtime port', () => {
   });
 
   it('endUser ends every session of that user only', async () => {
-    const alice = aPrincipal(t.deps);
+    const alice = await aPrincipal(t.deps);
     const a1 = await open(alice.token);
-    const a2 = await open(aPrincipal(t.deps, alice.userId).token);
-    const bob = await open(aPrincipal(t.deps).token);
+    const a2 = await open((await aPrincipal(t.deps, alice.userId)).token);
+    const bob = await open((await aPrincipal(t.deps)).token);
     const gone = [disconnected(a1.socket), disconnected(a2.socket)];
     t.deps.realtime.endUser(alice.userId);
     expect(await Promise.all(gone)).toEqual(['io server disconnect', 'io server disconnect']);
@@ -404,7 +404,7 @@ describe('the realtime port', () => {
 
 describe('token expiry', () => {
   it('a socket is told and disconnected when its access token expires', async () => {
-    const me = aPrincipal(t.deps);
+    const me = await aPrincipal(t.deps);
     // Signed 58.5 s ago with a 60 s lifetime: valid now, expired within about 1.5 s.
     const shortLived = makeAccessTokens({
       secret: t.deps.config.ACCESS_TOKEN_SECRET,
@@ -427,11 +427,11 @@ describe('token expiry', () => {
 
 describe('limits and clocks', () => {
   it('a user gets at most 20 connections on a node; others are unaffected', async () => {
-    const me = aPrincipal(t.deps);
+    const me = await aPrincipal(t.deps);
     const mine = [];
     for (let i = 0; i < 20; i++) mine.push(await open(me.token));
     expect((await refusedWith({ auth: { token: me.token } })).message).toBe('too_many_connections');
-    await open(aPrincipal(t.deps).token);
+    await open((await aPrincipal(t.deps)).token);
     const gone = disconnected(mine[0]?.socket as Socket);
     mine[0]?.socket.disconnect();
     await gone;
@@ -445,7 +445,7 @@ describe('limits and clocks', () => {
     const clock = fakeClock(new Date(Date.now() - 86_400_000));
     const api = await startTestApp({ listen: true, clock });
     try {
-      const me = aPrincipal(api.deps);
+      const me = await aPrincipal(api.deps);
       const { socket } = await open(me.token, {}, api.url);
       const res = await ask(socket, 'system:ping', {});
       expect(res).toEqual({ ok: true, data: { serverTime: clock.now().toISOString() } });
@@ -475,7 +475,7 @@ describe('connection state recovery', () => {
   }
 
   it('the same session comes back recovered', async () => {
-    const me = aPrincipal(t.deps);
+    const me = await aPrincipal(t.deps);
     const socket = await dropAfterAnEvent(me.token, me.userId);
     expect(await welcomed(socket)).toEqual({ userId: me.userId, recovered: true });
     const got = collect(socket, 'system:disconnecting');
@@ -484,15 +484,15 @@ describe('connection state recovery', () => {
   });
 
   it('recovery re-runs auth: an invalid token does not come back', async () => {
-    const me = aPrincipal(t.deps);
+    const me = await aPrincipal(t.deps);
     const socket = await dropAfterAnEvent(me.token, me.userId);
     socket.auth = { token: 'garbage' };
     await expect(welcomed(socket)).rejects.toThrow('unauthorized');
   });
 
   it('another user recovering the session does not inherit its rooms', async () => {
-    const alice = aPrincipal(t.deps);
-    const bob = aPrincipal(t.deps);
+    const alice = await aPrincipal(t.deps);
+    const bob = await aPrincipal(t.deps);
     const socket = await dropAfterAnEvent(alice.token, alice.userId);
     socket.auth = { token: bob.token };
     expect(await welcomed(socket)).toEqual({ userId: bob.userId, recovered: false });
@@ -515,7 +515,7 @@ describe('shutdown', () => {
     });
     const balancer = loadBalancer(new URL(nodeA.url).port);
     try {
-      const me = aPrincipal(nodeA.deps);
+      const me = await aPrincipal(nodeA.deps);
       const socket = client(
         { auth: { token: me.token }, reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100 },
         await balancer.url,
@@ -592,7 +592,7 @@ describe('workers emit through the adapter', () => {
       // Quiet for longer than a Redis command may take, as between real events: the reader's blocking
       // read outlives the command timeout and must still deliver what arrives next.
       await quiet();
-      const me = aPrincipal(api.deps);
+      const me = await aPrincipal(api.deps);
       const { socket } = await open(me.token, {}, api.url);
       const got = collect<Welcome>(socket, 'system:welcome');
       await quiet();

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import fastifyCookie from '@fastify/cookie';
 import fastifyCors from '@fastify/cors';
 import fastifyHelmet from '@fastify/helmet';
+import fastifyMultipart from '@fastify/multipart';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -46,6 +47,8 @@ declare module 'fastify' {
     rateLimit?: RouteRateLimit | false;
     /** Social features: 403 email_not_verified until the address is confirmed (REQUIRE_VERIFIED_EMAIL). */
     verified?: boolean;
+    /** A multipart upload of one file in the field `file`, read by the handler with request.file(). */
+    multipart?: { maxBytes: number };
   }
   interface FastifyRequest {
     principal: Principal | null;
@@ -75,7 +78,11 @@ function completeRouteSchema(route: RouteOptions) {
   for (const field of ['operationId', 'summary', 'tags', 'response'] as const) {
     if (!schema[field]) throw new Error(`Route ${route.method} ${url} has no schema.${field}`);
   }
-  const config = (route.config ?? {}) as { auth?: AuthPolicy; rateLimit?: RouteRateLimit | false };
+  const config = (route.config ?? {}) as {
+    auth?: AuthPolicy;
+    rateLimit?: RouteRateLimit | false;
+    multipart?: { maxBytes: number };
+  };
   const auth = config.auth ?? 'required';
   const response = schema.response as Record<string, unknown>;
   const methods = Array.isArray(route.method) ? route.method : [route.method];
@@ -86,7 +93,7 @@ function completeRouteSchema(route: RouteOptions) {
   if (schema.body || schema.querystring || schema.params) add(400, 'Invalid input.');
   if (auth === 'required') add(401, 'Not signed in, or the session has ended.');
   if (auth !== 'none' && mutates) add(403, 'Cookie-authenticated request from a foreign Origin.');
-  if (schema.body) {
+  if (schema.body || config.multipart) {
     add(413, 'Body too large.');
     add(415, 'Unsupported content type.');
   }
@@ -155,6 +162,10 @@ export async function buildApp(deps: Deps): Promise<App> {
   );
 
   await app.register(fastifyCookie);
+  // Files are streamed by the one route that asked for them, within that route's own limits.
+  await app.register(fastifyMultipart, {
+    limits: { fileSize: config.BODY_LIMIT_BYTES, files: 1, fields: 0, parts: 1 },
+  });
   await app.register(fastifyHelmet, {
     // An API answers JSON; the only HTML is /docs, which sets its own policy.
     contentSecurityPolicy: {
@@ -219,6 +230,25 @@ export async function buildApp(deps: Deps): Promise<App> {
       ],
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
+    // Upload routes read their body as a stream, so the document gets their body from the config.
+    transform: ({ schema, url, route }) => {
+      const multipart = (route.config as { multipart?: { maxBytes: number } } | undefined)?.multipart;
+      if (!multipart) return { schema, url };
+      return {
+        url,
+        schema: {
+          ...schema,
+          consumes: ['multipart/form-data'],
+          body: {
+            type: 'object',
+            required: ['file'],
+            properties: {
+              file: { type: 'string', format: 'binary', description: `At most ${multipart.maxBytes} bytes.` },
+            },
+          },
+        } as typeof schema,
+      };
+    },
   });
   await app.register(fastifySwaggerUi, {
     routePrefix: '/docs',

@@ -95,6 +95,11 @@ const FASTIFY_CODES: Record<string, [number, string, string]> = {
   FST_ERR_CTP_INVALID_JSON_BODY: [400, 'invalid_json', 'The body is not valid JSON.'],
   FST_ERR_CTP_EMPTY_TYPE: [400, 'invalid_body', 'Content-Type is empty.'],
   FST_ERR_CTP_INVALID_TYPE: [400, 'invalid_body', 'Content-Type is invalid.'],
+  FST_REQ_FILE_TOO_LARGE: [413, 'payload_too_large', 'The file is too large.'],
+  FST_FILES_LIMIT: [413, 'payload_too_large', 'Send one file.'],
+  FST_PARTS_LIMIT: [413, 'payload_too_large', 'Too many parts in the form.'],
+  FST_FIELDS_LIMIT: [413, 'payload_too_large', 'Too many fields in the form.'],
+  FST_INVALID_MULTIPART_CONTENT_TYPE: [415, 'unsupported_media_type', 'Send multipart/form-data.'],
 };
 
 /** Turns anything thrown into problem details; 5xx details never reach the client. */

@@ -249,3 +249,24 @@ export async function retireMailTokens(
     [userId, purpose, now],
   );
 }
+
+export async function findLiveMailToken(
+  q: Queryable,
+  tokenHash: string,
+  purpose: 'verify_email' | 'reset_password',
+  now: Date,
+): Promise<string | undefined> {
+  const { rows } = await q.query<{ userId: string }>(
+    'SELECT user_id FROM mail_tokens WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3',
+    [tokenHash, purpose, now],
+  );
+  return rows[0]?.userId;
+}
+
+export async function clearAvatar(q: Queryable, userId: string, now: Date): Promise<UserRow | undefined> {
+  const { rows } = await q.query<UserRow>(
+    'UPDATE users SET avatar_key = NULL, updated_at = $2 WHERE id = $1 RETURNING *',
+    [userId, now],
+  );
+  return rows[0];
+}

@@ -10,7 +10,7 @@ import {
   signedIn,
 } from '../../http/auth.js';
 import { problemResponse } from '../../http/problem.js';
-import { unauthorized } from '../../lib/errors.js';
+import { AppError, invalid, notFound, unauthorized } from '../../lib/errors.js';
 import {
   Accepted,
   AuthResult,
@@ -26,6 +26,7 @@ import {
   TokenBody,
   UpdateMeBody,
 } from './accounts.schemas.js';
+import { AVATAR_MAX_BYTES } from './accounts.service.js';
 
 const NoContent = T.Null({ description: 'Done.' });
 const REFRESH_COOKIE_MAX_AGE = 30 * 86400;
@@ -39,6 +40,11 @@ const perIp = {
   refresh: { max: 60, windowMs: 60_000, scope: 'refresh' },
   mail: { max: 5, windowMs: 3600_000, scope: 'mail', onStoreFailure: 0.5 },
   token: { max: 20, windowMs: 3600_000, scope: 'mail-token', onStoreFailure: 0.5 },
+};
+
+// Browsers refresh and log out with the cookie alone, sending no body at all.
+const emptyBodyIsObject = async (request: FastifyRequest) => {
+  request.body ??= {};
 };
 
 const context = (request: FastifyRequest) => ({
@@ -125,16 +131,17 @@ export const accountsRoutes =
       '/v1/auth/refresh',
       {
         config: { auth: 'none', rateLimit: perIp.refresh },
+        preValidation: emptyBodyIsObject,
         schema: {
           operationId: 'refresh',
           summary: 'Trade a refresh token (body or cookie) for new tokens; the old one stops working',
           tags,
-          body: T.Optional(RefreshBody),
+          body: RefreshBody,
           response: { 200: AuthResult },
         },
       },
       async (request, reply) => {
-        let token = request.body?.refreshToken;
+        let token = request.body.refreshToken;
         if (!token) {
           token = request.cookies[refreshCookieName(config.isProduction)];
           if (token) requireAllowedOrigin(request, config);
@@ -150,16 +157,17 @@ export const accountsRoutes =
       '/v1/auth/logout',
       {
         config: { auth: 'optional' },
+        preValidation: emptyBodyIsObject,
         schema: {
           operationId: 'logout',
           summary: 'End this session (named by the access token, or the refresh token) and clear cookies',
           tags,
-          body: T.Optional(RefreshBody),
+          body: RefreshBody,
           response: { 204: NoContent },
         },
       },
       async (request, reply) => {
-        let refreshToken = request.body?.refreshToken;
+        let refreshToken = request.body.refreshToken;
         if (!request.principal && !refreshToken) {
           refreshToken = request.cookies[refreshCookieName(config.isProduction)];
           if (refreshToken) requireAllowedOrigin(request, config);
@@ -271,5 +279,74 @@ export const accountsRoutes =
         },
       },
       async (request) => accounts.updateMe(signedIn(request).userId, request.body),
+    );
+
+    app.put(
+      '/v1/me/avatar',
+      {
+        config: {
+          multipart: { maxBytes: AVATAR_MAX_BYTES },
+          rateLimit: { max: 20, windowMs: 3600_000, scope: 'avatar' },
+        },
+        schema: {
+          operationId: 'setAvatar',
+          summary: 'Upload my avatar (PNG, JPEG or WebP ≤ 5 MB in the field `file`); stored re-encoded',
+          tags,
+          response: { 200: Me },
+        },
+      },
+      async (request) => {
+        if (!request.isMultipart()) {
+          throw new AppError(
+            415,
+            'unsupported_media_type',
+            'Send multipart/form-data with the image in the field `file`.',
+          );
+        }
+        const part = await request.file({
+          limits: { fileSize: AVATAR_MAX_BYTES, files: 1, fields: 0, parts: 1 },
+        });
+        if (!part || part.fieldname !== 'file')
+          throw invalid('file_required', 'Send the image in the field `file`.');
+        return accounts.setAvatar(signedIn(request).userId, await part.toBuffer());
+      },
+    );
+
+    app.delete(
+      '/v1/me/avatar',
+      { schema: { operationId: 'deleteAvatar', summary: 'Remove my avatar', tags, response: { 200: Me } } },
+      async (request) => accounts.deleteAvatar(signedIn(request).userId),
+    );
+
+    app.get(
+      '/v1/avatars/:file',
+      {
+        config: { auth: 'none' },
+        schema: {
+          operationId: 'getAvatar',
+          summary: 'An avatar image (public, immutable)',
+          tags,
+          params: T.Object(
+            { file: T.String({ pattern: '^[0-9a-f-]{36}\\.webp$' }) },
+            { additionalProperties: false },
+          ),
+          response: {
+            200: {
+              description: 'WebP image.',
+              content: { 'image/webp': { schema: T.String({ format: 'binary' }) } },
+            },
+            404: problemResponse('No such avatar.'),
+          },
+        },
+      },
+      async (request, reply) => {
+        const image = await accounts.avatar(request.params.file);
+        if (!image) throw notFound('avatar');
+        // A new upload gets a new name, so a name's bytes never change.
+        reply.header('cache-control', 'public, max-age=31536000, immutable');
+        reply.header('cross-origin-resource-policy', 'cross-origin');
+        // Buffers are sent as they are; the typed reply only knows the JSON-ish schemas.
+        return reply.type('image/webp').send(image as never);
+      },
     );
   };

@@ -5,9 +5,11 @@ import type { Config } from '../../config.js';
 import type { SessionCheck } from '../../lib/auth.js';
 import type { Clock } from '../../lib/clock.js';
 import type { Db } from '../../lib/db.js';
-import { conflict, invalid, notFound, tooManyRequests, unauthorized } from '../../lib/errors.js';
+import { AppError, conflict, invalid, notFound, tooManyRequests, unauthorized } from '../../lib/errors.js';
+import { ImageError, reencode, sniffImage } from '../../lib/images.js';
 import type { Outbox } from '../../lib/outbox.js';
 import type { RateLimiter } from '../../lib/ratelimit.js';
+import { type FileStorage, newKey } from '../../lib/storage.js';
 import { canonicalTimeZone } from '../../lib/time.js';
 import type { AccessTokens, Principal } from '../../lib/tokens.js';
 import type { Realtime } from '../../realtime/port.js';
@@ -24,6 +26,8 @@ import * as repo from './accounts.repo.js';
 import type { AuthResult, Me, UpdateMe } from './accounts.schemas.js';
 
 export const SEND_MAIL_JOB = 'accounts.send_mail';
+const AVATARS = 'avatars';
+export const AVATAR_MAX_BYTES = 5 * 1024 * 1024;
 export type MailPurpose = 'verify_email' | 'reset_password';
 
 const SESSION_DAYS = 30;
@@ -58,6 +62,7 @@ export function makeAccountsService(deps: {
   realtime: Realtime;
   tokens: AccessTokens;
   log: Logger;
+  storage: FileStorage;
   config: Pick<Config, 'ACCESS_TOKEN_SECRET' | 'RATE_LIMIT_MULTIPLIER' | 'PUBLIC_URL' | 'APP_URL'>;
 }) {
   const { db, clock, outbox, realtime, tokens, config } = deps;
@@ -69,7 +74,9 @@ export function makeAccountsService(deps: {
     emailVerified: u.emailVerifiedAt !== null,
     name: u.name,
     about: u.about,
-    avatarUrl: u.avatarKey ? `${config.PUBLIC_URL}/v1/avatars/${u.avatarKey}` : null,
+    avatarUrl: u.avatarKey
+      ? `${config.PUBLIC_URL}/v1/avatars/${u.avatarKey.slice(AVATARS.length + 1)}`
+      : null,
     timezone: u.timezone,
     dayStartHour: u.dayStartHour,
     dailyGoal: u.dailyGoal,
@@ -309,11 +316,8 @@ export function makeAccountsService(deps: {
       const now = clock.now();
       const tokenHash = sha256(token);
       // Looked up before hashing the new password, so a bad token costs no argon2 time.
-      const { rows } = await db.query<{ userId: string }>(
-        'SELECT user_id FROM mail_tokens WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3',
-        [tokenHash, 'reset_password', now],
-      );
-      const user = rows[0] ? await repo.findUserById(db, rows[0].userId) : undefined;
+      const holder = await repo.findLiveMailToken(db, tokenHash, 'reset_password', now);
+      const user = holder ? await repo.findUserById(db, holder) : undefined;
       if (!user) throw invalid('invalid_token', 'This link is invalid, used or expired; ask for a new one.');
       checkNewPassword(password, user);
       const passwordHash = await hashPassword(password);
@@ -378,6 +382,42 @@ export function makeAccountsService(deps: {
       if (!user) throw notFound('user');
       return toMe(user);
     },
+
+    /** Stores a re-encoded square copy of the upload; the old file goes once the new one is in place. */
+    async setAvatar(userId: string, upload: Buffer): Promise<Me> {
+      const kind = sniffImage(upload);
+      if (kind !== 'png' && kind !== 'jpeg' && kind !== 'webp') {
+        throw new AppError(415, 'unsupported_image', 'Send a PNG, JPEG or WebP image.');
+      }
+      let image: Buffer;
+      try {
+        image = (await reencode(upload, { maxSide: 512, cover: true, format: 'webp' })).data;
+      } catch (err) {
+        if (err instanceof ImageError) throw invalid('invalid_image', 'That image could not be read.');
+        throw err;
+      }
+      const key = newKey(AVATARS, 'webp');
+      await deps.storage.put(key, image);
+      const before = await repo.findUserById(db, userId);
+      const user = await repo.updateUser(db, userId, { avatarKey: key }, clock.now());
+      if (!user) {
+        await deps.storage.delete(key);
+        throw notFound('user');
+      }
+      if (before?.avatarKey) await deps.storage.delete(before.avatarKey);
+      return toMe(user);
+    },
+
+    async deleteAvatar(userId: string): Promise<Me> {
+      const before = await repo.findUserById(db, userId);
+      if (!before) throw notFound('user');
+      const user = await repo.clearAvatar(db, userId, clock.now());
+      if (before.avatarKey) await deps.storage.delete(before.avatarKey);
+      return toMe(user ?? before);
+    },
+
+    /** An avatar by its public file name, or null. */
+    avatar: (file: string) => deps.storage.get(`${AVATARS}/${file}`),
 
     /** The job behind every account mail: idempotent, as a retried job sends the same link. */
     async sendAccountMail(
