@@ -9,7 +9,7 @@ beforeAll(async () => {
 });
 afterAll(() => t?.close());
 
-export function multipart(data: Buffer, opts: { field?: string; filename?: string; type?: string } = {}) {
+function multipart(data: Buffer, opts: { field?: string; filename?: string; type?: string } = {}) {
   const boundary = `----taskmaa${Math.random().toString(16).slice(2)}`;
   const head = Buffer.from(
     `--${boundary}\r\nContent-Disposition: form-data; name="${opts.field ?? 'file'}"; filename="${opts.filename ?? 'me.png'}"\r\n` +

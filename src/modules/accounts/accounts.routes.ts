@@ -306,8 +306,7 @@ export const accountsRoutes =
         const part = await request.file({
           limits: { fileSize: AVATAR_MAX_BYTES, files: 1, fields: 0, parts: 1 },
         });
-        if (!part || part.fieldname !== 'file')
-          throw invalid('file_required', 'Send the image in the field `file`.');
+        if (part?.fieldname !== 'file') throw invalid('file_required', 'Send the image in the field `file`.');
         return accounts.setAvatar(signedIn(request).userId, await part.toBuffer());
       },
     );
