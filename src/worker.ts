@@ -1,5 +1,5 @@
 import type { Deps } from './deps.js';
-import { accountsJobs } from './modules/accounts/accounts.jobs.js';
+import { ACCOUNTS_PRUNE_EVERY_MS, accountsJobs } from './modules/accounts/accounts.jobs.js';
 import { PRUNE_EVERY_MS, systemJobs } from './modules/system/system.jobs.js';
 
 /**
@@ -13,6 +13,7 @@ export function defineJobs(deps: Deps) {
 /** Schedules and consumption: the worker half of ROLE=serve, or ROLE=worker. */
 export async function startWorker(deps: Deps) {
   deps.jobs.repeat('system.prune', PRUNE_EVERY_MS);
+  deps.jobs.repeat('accounts.prune', ACCOUNTS_PRUNE_EVERY_MS);
   await deps.jobs.start();
   deps.outbox.startSweeper(deps.config.OUTBOX_SWEEP_MS);
 }

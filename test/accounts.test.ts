@@ -387,6 +387,29 @@ describe('mail', () => {
   });
 });
 
+describe('housekeeping', () => {
+  it('the prune job deletes month-old ended sessions and used mail tokens, and keeps live ones', async () => {
+    const user = await aUser(t.deps);
+    const live = await signIn(t.deps, user.id);
+    const old = await signIn(t.deps, user.id);
+    const longAgo = new Date(Date.now() - 40 * 86400_000);
+    await t.deps.db.query('UPDATE sessions SET revoked_at = $2 WHERE id = $1', [old.sessionId, longAgo]);
+    await t.deps.db.query(
+      `INSERT INTO mail_tokens (token_hash, user_id, purpose, created_at, expires_at, used_at)
+       VALUES ($1, $2, 'verify_email', $3, $3, $3), ($4, $2, 'verify_email', now(), now() + interval '1 day', NULL)`,
+      [`old-${user.id}`, user.id, longAgo, `new-${user.id}`],
+    );
+    await t.deps.jobs.enqueue('accounts.prune', {}, { jobId: `prune-${user.id}` });
+    await eventually(async () => {
+      const { rows } = await t.deps.db.query<{ id: string }>('SELECT id FROM sessions WHERE user_id = $1', [user.id]);
+      expect(rows.map((r) => r.id)).toEqual([live.sessionId]);
+    });
+    const tokens = await t.deps.db.query<{ tokenHash: string }>('SELECT token_hash FROM mail_tokens WHERE user_id = $1', [user.id]);
+    expect(tokens.rows.map((r) => r.tokenHash)).toEqual([`new-${user.id}`]);
+    expect((await json('GET', '/v1/me', undefined, live.headers)).statusCode).toBe(200);
+  });
+});
+
 describe('dev mailbox', () => {
   it('without SMTP_URL, writes an .eml under DATA_DIR/mail and logs the link', async () => {
     const dev = await startTestApp({ worker: true, env: { RATE_LIMIT_MULTIPLIER: '0' } });

@@ -4,7 +4,19 @@ import type { Mailer } from '../../lib/mailer.js';
 import { accountMail } from './accounts.mail.js';
 import { type AccountsService, SEND_MAIL_JOB } from './accounts.service.js';
 
+export const ACCOUNTS_PRUNE_EVERY_MS = 3600_000;
+
 export const accountsJobs = (deps: { accounts: AccountsService; mailer: Mailer }) => [
+  defineJob({
+    name: 'accounts.prune',
+    payload: T.Object({}, { additionalProperties: false }),
+    attempts: 3,
+    async handler(_payload, { log }) {
+      const pruned = await deps.accounts.prune();
+      if (pruned.sessions || pruned.refreshTokens || pruned.mailTokens)
+        log.info(pruned, 'pruned account records');
+    },
+  }),
   defineJob({
     name: SEND_MAIL_JOB,
     payload: T.Object(

@@ -270,3 +270,19 @@ export async function clearAvatar(q: Queryable, userId: string, now: Date): Prom
   );
   return rows[0];
 }
+
+/**
+ * Deletes what no longer proves anything: sessions ended or expired a month ago (with their refresh
+ * tokens), rotated refresh tokens past the session lifetime, and mail tokens a week after use or expiry.
+ */
+export async function pruneAccounts(q: Queryable, now: Date) {
+  const monthAgo = new Date(now.getTime() - 30 * 86400_000);
+  const weekAgo = new Date(now.getTime() - 7 * 86400_000);
+  const sessions = await q.query(
+    'DELETE FROM sessions WHERE (revoked_at IS NOT NULL AND revoked_at < $1) OR expires_at < $1',
+    [monthAgo],
+  );
+  const tokens = await q.query('DELETE FROM refresh_tokens WHERE rotated_at < $1', [monthAgo]);
+  const mail = await q.query('DELETE FROM mail_tokens WHERE coalesce(used_at, expires_at) < $1', [weekAgo]);
+  return { sessions: sessions.rowCount, refreshTokens: tokens.rowCount, mailTokens: mail.rowCount };
+}

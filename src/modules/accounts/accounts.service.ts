@@ -419,6 +419,8 @@ export function makeAccountsService(deps: {
     /** An avatar by its public file name, or null. */
     avatar: (file: string) => deps.storage.get(`${AVATARS}/${file}`),
 
+    prune: () => repo.pruneAccounts(db, clock.now()),
+
     /** The job behind every account mail: idempotent, as a retried job sends the same link. */
     async sendAccountMail(
       payload: { userId: string; purpose: MailPurpose; requestId: string },
