@@ -16,6 +16,7 @@ import { bullmqConnectionOptions, connectRedis } from './lib/redis.js';
 import { localStorage } from './lib/storage.js';
 import { type AccessTokens, makeAccessTokens } from './lib/tokens.js';
 import { type AccountsService, makeAccountsService } from './modules/accounts/accounts.service.js';
+import { makeStatsService, type StatsService } from './modules/stats/stats.service.js';
 import { type Lifecycle, makeSystemService } from './modules/system/system.service.js';
 import { type Io, makeRealtime, type Realtime } from './realtime/port.js';
 import { createIo } from './realtime/server.js';
@@ -35,6 +36,7 @@ export interface Deps {
   auth: Authenticator;
   mailer: Mailer;
   accounts: AccountsService;
+  stats: StatsService;
   io: Io;
   realtime: Realtime;
   lifecycle: Lifecycle;
@@ -129,6 +131,7 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     auth: makeAuthenticator(tokens, accounts.sessionCheck),
     mailer,
     accounts,
+    stats: makeStatsService({ db, clock }),
     io,
     realtime,
     lifecycle,

@@ -4,7 +4,8 @@ import { uuidv7 } from 'uuidv7';
 import type { Config } from '../../config.js';
 import type { SessionCheck } from '../../lib/auth.js';
 import type { Clock } from '../../lib/clock.js';
-import type { Db } from '../../lib/db.js';
+import type { DaySettings } from '../../lib/days.js';
+import type { Db, Queryable } from '../../lib/db.js';
 import { AppError, conflict, invalid, notFound, tooManyRequests, unauthorized } from '../../lib/errors.js';
 import { ImageError, reencode, sniffImage } from '../../lib/images.js';
 import type { Outbox } from '../../lib/outbox.js';
@@ -420,6 +421,13 @@ export function makeAccountsService(deps: {
     avatar: (file: string) => deps.storage.get(`${AVATARS}/${file}`),
 
     prune: () => repo.pruneAccounts(db, clock.now()),
+
+    /** Where and when a user's days begin; `q` lets a caller read it inside its transaction. */
+    async daySettings(userId: string, q: Queryable = db): Promise<DaySettings> {
+      const user = await repo.findUserById(q, userId);
+      if (!user) throw notFound('user');
+      return { timezone: user.timezone, dayStartHour: user.dayStartHour };
+    },
 
     /** The job behind every account mail: idempotent, as a retried job sends the same link. */
     async sendAccountMail(

@@ -1,0 +1,32 @@
+import type { Queryable } from '../../lib/db.js';
+
+export type ScoreSource = 'task_done' | 'daily_done' | 'perfect_day' | 'group_rank' | 'streak_milestone';
+
+/** Adds a ledger row unless this source already paid; true when it was added. */
+export async function insertScoreEvent(
+  q: Queryable,
+  e: {
+    id: string;
+    userId: string;
+    source: ScoreSource;
+    sourceKey: string;
+    points: number;
+    localDate: string;
+    now: Date;
+  },
+): Promise<boolean> {
+  const { rowCount } = await q.query(
+    `INSERT INTO score_events (id, user_id, source, source_key, points, local_date, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, source, source_key) DO NOTHING`,
+    [e.id, e.userId, e.source, e.sourceKey, e.points, e.localDate, e.now],
+  );
+  return rowCount === 1;
+}
+
+export async function totalScore(q: Queryable, userId: string): Promise<number> {
+  const { rows } = await q.query<{ score: number }>(
+    'SELECT coalesce(sum(points), 0)::int AS score FROM score_events WHERE user_id = $1',
+    [userId],
+  );
+  return rows[0]?.score ?? 0;
+}
