@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addDays } from '../src/lib/days.js';
 import { aUser, DEFAULT_PASSWORD, eventually, signIn, startTestApp, type TestApp } from './helpers.js';
 import { linkIn, smtpCapture } from './smtp.js';
 
@@ -322,6 +323,28 @@ describe('me', () => {
       const r = await json('PATCH', '/v1/me', bad, s.headers);
       expect(r.statusCode, JSON.stringify(bad)).toBe(400);
     }
+  });
+
+  it('a time-zone or day-start change applies from the next logical day', async () => {
+    const user = await aUser(t.deps, { timezone: 'Asia/Kolkata' });
+    const s = await signIn(t.deps, user.id);
+    const res = await json('PATCH', '/v1/me', { timezone: 'America/New_York', dayStartHour: 4 }, s.headers);
+    expect(res.json()).toMatchObject({ timezone: 'America/New_York', dayStartHour: 4 });
+    // Today still ends where it was going to end; tomorrow follows the new settings.
+    expect(await t.deps.accounts.daySettings(user.id)).toEqual({ timezone: 'Asia/Kolkata', dayStartHour: 0 });
+    const calendar = await t.deps.accounts.dayCalendar(user.id);
+    const today = calendar.dateOf(new Date());
+    const tomorrow = addDays(today, 1);
+    expect(calendar.settingsOn(tomorrow)).toMatchObject({ timezone: 'America/New_York', dayStartHour: 4 });
+    expect(calendar.end(today).getTime()).toBe(calendar.start(tomorrow).getTime());
+    // Changing again the same day replaces the pending change rather than stacking it.
+    await json('PATCH', '/v1/me', { timezone: 'Europe/London' }, s.headers);
+    const rows = await t.deps.db.query<{ effectiveOn: string; timezone: string }>(
+      'SELECT effective_on, timezone FROM day_settings WHERE user_id = $1 ORDER BY effective_on',
+      [user.id],
+    );
+    expect(rows.rows.map((r) => r.timezone)).toEqual(['Asia/Kolkata', 'Europe/London']);
+    expect(rows.rows[1]?.effectiveOn).toBe(tomorrow);
   });
 
   it('needs a signed-in caller', async () => {

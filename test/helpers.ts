@@ -11,6 +11,7 @@ import { type Config, loadConfig } from '../src/config.js';
 import { buildDeps, closeDeps, type Deps, type DepsOverrides } from '../src/deps.js';
 import { type App, buildApp } from '../src/http/app.js';
 import type { Clock } from '../src/lib/clock.js';
+import { logicalDate } from '../src/lib/days.js';
 import { type Db, openPglite, openPostgres } from '../src/lib/db.js';
 import { hashPassword } from '../src/modules/accounts/accounts.passwords.js';
 import * as accountsRepo from '../src/modules/accounts/accounts.repo.js';
@@ -197,6 +198,11 @@ export async function aUser(
     name: overrides.name ?? 'Test User',
     timezone: overrides.timezone ?? 'UTC',
     createdAt: now,
+  });
+  await accountsRepo.insertDaySettings(deps.db, user.id, {
+    effectiveOn: logicalDate(now, { timezone: user.timezone, dayStartHour: user.dayStartHour }),
+    timezone: user.timezone,
+    dayStartHour: user.dayStartHour,
   });
   if (overrides.verified !== false) await accountsRepo.markEmailVerified(deps.db, user.id, now);
   return { ...user, password };

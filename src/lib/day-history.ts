@@ -34,7 +34,8 @@ export class DayCalendar {
 
   /** The settings in force on a date. */
   settingsOn(date: LocalDate): DaySettings {
-    return this.changes[this.regimeIndexOf(date)] as SettingsChange;
+    const { timezone, dayStartHour } = this.changes[this.regimeIndexOf(date)] as SettingsChange;
+    return { timezone, dayStartHour };
   }
 
   /** The first instant of a logical date. */

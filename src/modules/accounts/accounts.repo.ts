@@ -286,3 +286,24 @@ export async function pruneAccounts(q: Queryable, now: Date) {
   const mail = await q.query('DELETE FROM mail_tokens WHERE coalesce(used_at, expires_at) < $1', [weekAgo]);
   return { sessions: sessions.rowCount, refreshTokens: tokens.rowCount, mailTokens: mail.rowCount };
 }
+
+export async function insertDaySettings(
+  q: Queryable,
+  userId: string,
+  s: { effectiveOn: string; timezone: string; dayStartHour: number },
+) {
+  // A second change on the same day replaces the first: only the last one takes effect tomorrow.
+  await q.query(
+    `INSERT INTO day_settings (user_id, effective_on, timezone, day_start_hour) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (user_id, effective_on) DO UPDATE SET timezone = EXCLUDED.timezone, day_start_hour = EXCLUDED.day_start_hour`,
+    [userId, s.effectiveOn, s.timezone, s.dayStartHour],
+  );
+}
+
+export async function listDaySettings(q: Queryable, userId: string) {
+  const { rows } = await q.query<{ effectiveOn: string; timezone: string; dayStartHour: number }>(
+    'SELECT effective_on, timezone, day_start_hour FROM day_settings WHERE user_id = $1 ORDER BY effective_on',
+    [userId],
+  );
+  return rows;
+}

@@ -4,7 +4,8 @@ import { uuidv7 } from 'uuidv7';
 import type { Config } from '../../config.js';
 import type { SessionCheck } from '../../lib/auth.js';
 import type { Clock } from '../../lib/clock.js';
-import type { DaySettings } from '../../lib/days.js';
+import { DayCalendar } from '../../lib/day-history.js';
+import { addDays, type DaySettings, logicalDate } from '../../lib/days.js';
 import type { Db, Queryable } from '../../lib/db.js';
 import { AppError, conflict, invalid, notFound, tooManyRequests, unauthorized } from '../../lib/errors.js';
 import { ImageError, reencode, sniffImage } from '../../lib/images.js';
@@ -140,6 +141,12 @@ export function makeAccountsService(deps: {
     throw invalid(problem, messages[problem], [{ field: 'body/password', message: messages[problem] }]);
   }
 
+  async function calendarOf(q: Queryable, userId: string): Promise<DayCalendar> {
+    const changes = await repo.listDaySettings(q, userId);
+    if (changes.length === 0) throw notFound('user');
+    return new DayCalendar(changes);
+  }
+
   const sessionCheck: SessionCheck = {
     async lookup(principal: Principal) {
       return (await repo.findLiveSession(db, principal.sessionId, principal.userId, clock.now())) ?? null;
@@ -179,6 +186,11 @@ export function makeAccountsService(deps: {
             name: (input.name ?? '').trim(),
             timezone,
             createdAt: now,
+          });
+          await repo.insertDaySettings(tx, created.id, {
+            effectiveOn: logicalDate(now, { timezone, dayStartHour: created.dayStartHour }),
+            timezone,
+            dayStartHour: created.dayStartHour,
           });
           await queueMail(tx, created.id, 'verify_email');
           return created;
@@ -379,7 +391,25 @@ export function makeAccountsService(deps: {
         ...(timezone ? { timezone } : {}),
         ...(patch.name !== undefined ? { name: patch.name.trim() } : {}),
       };
-      const user = await repo.updateUser(db, userId, fields, clock.now());
+      const now = clock.now();
+      const user = await db.tx(async (tx) => {
+        const before = await repo.findUserById(tx, userId);
+        if (!before) return undefined;
+        const updated = await repo.updateUser(tx, userId, fields, now);
+        if (
+          updated &&
+          (updated.timezone !== before.timezone || updated.dayStartHour !== before.dayStartHour)
+        ) {
+          // Today keeps the boundaries it started with; the new ones apply from tomorrow.
+          const today = (await calendarOf(tx, userId)).dateOf(now);
+          await repo.insertDaySettings(tx, userId, {
+            effectiveOn: addDays(today, 1),
+            timezone: updated.timezone,
+            dayStartHour: updated.dayStartHour,
+          });
+        }
+        return updated;
+      });
       if (!user) throw notFound('user');
       return toMe(user);
     },
@@ -422,11 +452,13 @@ export function makeAccountsService(deps: {
 
     prune: () => repo.pruneAccounts(db, clock.now()),
 
-    /** Where and when a user's days begin; `q` lets a caller read it inside its transaction. */
+    /** A user's days over time; `q` lets a caller read it inside its transaction. */
+    dayCalendar: (userId: string, q: Queryable = db) => calendarOf(q, userId),
+
+    /** The settings that define today's boundaries for a user. */
     async daySettings(userId: string, q: Queryable = db): Promise<DaySettings> {
-      const user = await repo.findUserById(q, userId);
-      if (!user) throw notFound('user');
-      return { timezone: user.timezone, dayStartHour: user.dayStartHour };
+      const calendar = await calendarOf(q, userId);
+      return calendar.settingsOn(calendar.dateOf(clock.now()));
     },
 
     /** The job behind every account mail: idempotent, as a retried job sends the same link. */
