@@ -141,6 +141,18 @@ const EnvSchema = T.Object({
     description:
       'Refuse social features (friends, chat, group tasks) with 403 email_not_verified until the email is confirmed.',
   }),
+  GRACE_HOURS: T.Integer({
+    minimum: 0,
+    maximum: 12,
+    default: 3,
+    description:
+      "Hours after today's day start during which yesterday's dailies may still be checked in (marked late).",
+  }),
+  ROLLOVER_EVERY_MS: T.Integer({
+    minimum: 10_000,
+    default: 300_000,
+    description: 'How often the worker closes the logical days that have ended, in every time zone.',
+  }),
   METRICS_TOKEN: T.Optional(
     T.String({ minLength: 16, description: 'If set, /metrics requires `Authorization: Bearer <token>`.' }),
   ),

@@ -16,8 +16,10 @@ import { bullmqConnectionOptions, connectRedis } from './lib/redis.js';
 import { localStorage } from './lib/storage.js';
 import { type AccessTokens, makeAccessTokens } from './lib/tokens.js';
 import { type AccountsService, makeAccountsService } from './modules/accounts/accounts.service.js';
+import { type DailiesService, makeDailiesService } from './modules/dailies/dailies.service.js';
 import { makeStatsService, type StatsService } from './modules/stats/stats.service.js';
 import { type Lifecycle, makeSystemService } from './modules/system/system.service.js';
+import { makeTasksService, type TasksService } from './modules/tasks/tasks.service.js';
 import { type Io, makeRealtime, type Realtime } from './realtime/port.js';
 import { createIo } from './realtime/server.js';
 
@@ -37,6 +39,8 @@ export interface Deps {
   mailer: Mailer;
   accounts: AccountsService;
   stats: StatsService;
+  dailies: DailiesService;
+  tasks: TasksService;
   io: Io;
   realtime: Realtime;
   lifecycle: Lifecycle;
@@ -116,6 +120,25 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     storage: localStorage(join(config.DATA_DIR, 'uploads')),
     config,
   });
+  const stats = makeStatsService({ db, clock });
+  const tasks = makeTasksService({
+    db,
+    clock,
+    accounts,
+    stats,
+    realtime,
+    log: log.child({ module: 'tasks' }),
+  });
+  const dailies = makeDailiesService({
+    db,
+    clock,
+    accounts,
+    stats,
+    taskCompletions: tasks.completedCountsByDate,
+    realtime,
+    outbox,
+    config,
+  });
 
   return {
     config,
@@ -131,7 +154,9 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     auth: makeAuthenticator(tokens, accounts.sessionCheck),
     mailer,
     accounts,
-    stats: makeStatsService({ db, clock }),
+    stats,
+    tasks,
+    dailies,
     io,
     realtime,
     lifecycle,

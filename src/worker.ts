@@ -1,5 +1,6 @@
 import type { Deps } from './deps.js';
 import { ACCOUNTS_PRUNE_EVERY_MS, accountsJobs } from './modules/accounts/accounts.jobs.js';
+import { dailiesJobs, ROLLOVER_JOB } from './modules/dailies/dailies.jobs.js';
 import { PRUNE_EVERY_MS, systemJobs } from './modules/system/system.jobs.js';
 
 /**
@@ -7,13 +8,14 @@ import { PRUNE_EVERY_MS, systemJobs } from './modules/system/system.jobs.js';
  * enqueue with the right retry policy; only workers consume.
  */
 export function defineJobs(deps: Deps) {
-  for (const job of [...systemJobs(deps), ...accountsJobs(deps)]) deps.jobs.define(job);
+  for (const job of [...systemJobs(deps), ...accountsJobs(deps), ...dailiesJobs(deps)]) deps.jobs.define(job);
 }
 
 /** Schedules and consumption: the worker half of ROLE=serve, or ROLE=worker. */
 export async function startWorker(deps: Deps) {
   deps.jobs.repeat('system.prune', PRUNE_EVERY_MS);
   deps.jobs.repeat('accounts.prune', ACCOUNTS_PRUNE_EVERY_MS);
+  deps.jobs.repeat(ROLLOVER_JOB, deps.config.ROLLOVER_EVERY_MS);
   await deps.jobs.start();
   deps.outbox.startSweeper(deps.config.OUTBOX_SWEEP_MS);
 }

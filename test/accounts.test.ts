@@ -424,10 +424,15 @@ describe('housekeeping', () => {
     );
     await t.deps.jobs.enqueue('accounts.prune', {}, { jobId: `prune-${user.id}` });
     await eventually(async () => {
-      const { rows } = await t.deps.db.query<{ id: string }>('SELECT id FROM sessions WHERE user_id = $1', [user.id]);
+      const { rows } = await t.deps.db.query<{ id: string }>('SELECT id FROM sessions WHERE user_id = $1', [
+        user.id,
+      ]);
       expect(rows.map((r) => r.id)).toEqual([live.sessionId]);
     });
-    const tokens = await t.deps.db.query<{ tokenHash: string }>('SELECT token_hash FROM mail_tokens WHERE user_id = $1', [user.id]);
+    const tokens = await t.deps.db.query<{ tokenHash: string }>(
+      'SELECT token_hash FROM mail_tokens WHERE user_id = $1',
+      [user.id],
+    );
     expect(tokens.rows.map((r) => r.tokenHash)).toEqual([`new-${user.id}`]);
     expect((await json('GET', '/v1/me', undefined, live.headers)).statusCode).toBe(200);
   });

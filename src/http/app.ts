@@ -21,7 +21,9 @@ import { accessCookieName } from '../lib/auth.js';
 import { AppError, forbidden, tooManyRequests, unauthorized } from '../lib/errors.js';
 import type { Principal } from '../lib/tokens.js';
 import { accountsRoutes } from '../modules/accounts/accounts.routes.js';
+import { dailiesRoutes } from '../modules/dailies/dailies.routes.js';
 import { systemRoutes } from '../modules/system/system.routes.js';
+import { tasksRoutes } from '../modules/tasks/tasks.routes.js';
 import { attachSockets } from '../realtime/server.js';
 import { requireAllowedOrigin } from './auth.js';
 import { httpMetrics } from './metrics.js';
@@ -226,6 +228,9 @@ export async function buildApp(deps: Deps): Promise<App> {
       },
       tags: [
         { name: 'accounts', description: 'Registration, sign-in, sessions, passwords and my settings.' },
+        { name: 'dailies', description: 'Repeating habits, check-ins, history and their streaks.' },
+        { name: 'stats', description: 'My streaks, freezes, score and progress.' },
+        { name: 'tasks', description: 'My tasks: create, list, change, complete (points once per task).' },
         { name: 'system', description: 'Health, metrics and the API description.' },
       ],
     },
@@ -265,6 +270,8 @@ export async function buildApp(deps: Deps): Promise<App> {
 
   await app.register(systemRoutes(deps, metrics.registry));
   await app.register(accountsRoutes(deps));
+  await app.register(tasksRoutes(deps));
+  await app.register(dailiesRoutes(deps));
 
   attachSockets(app.server, deps);
   return app;

@@ -32,6 +32,11 @@ export class DayCalendar {
     this.changes = [...changes].sort((a, b) => (a.effectiveOn < b.effectiveOn ? -1 : 1));
   }
 
+  /** The first logical day the calendar knows (the account's first day). */
+  get firstDay(): LocalDate {
+    return (this.changes[0] as SettingsChange).effectiveOn;
+  }
+
   /** The settings in force on a date. */
   settingsOn(date: LocalDate): DaySettings {
     const { timezone, dayStartHour } = this.changes[this.regimeIndexOf(date)] as SettingsChange;

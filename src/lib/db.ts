@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
@@ -59,8 +60,35 @@ function camelRows<T>(rows: Row[]): T[] {
 
 const RETRYABLE = new Set(['40001', '40P01']);
 
+// Which database's transaction the running code is inside. A query on that database's pool from
+// inside its own transaction is a bug: on PGlite (one connection) it waits for the transaction
+// forever, and on PostgreSQL it reads outside the transaction. It is refused at once instead.
+const txScope = new AsyncLocalStorage<object>();
+
+function guardPool(base: Queryable, owner: object): Queryable {
+  const check = () => {
+    if (txScope.getStore() === owner) {
+      throw new Error(
+        'query on the pool inside one of its transactions: pass the transaction (q) down instead',
+      );
+    }
+  };
+  return {
+    query: (sql, params) => {
+      check();
+      return base.query(sql, params);
+    },
+    exec: (sql) => {
+      check();
+      return base.exec(sql);
+    },
+    afterCommit: base.afterCommit,
+  };
+}
+
+// Side effects run outside any transaction scope, so they may use the pool freely.
 function runNow(fn: () => void) {
-  setImmediate(fn);
+  txScope.exit(() => setImmediate(fn));
 }
 
 /** Collects afterCommit callbacks for one transaction attempt and runs them after COMMIT. */
@@ -69,7 +97,7 @@ function commitHooks() {
   return {
     add: (fn: () => void) => hooks.push(fn),
     run: () => {
-      for (const fn of hooks) setImmediate(fn);
+      for (const fn of hooks) runNow(fn);
     },
   };
 }
@@ -132,7 +160,8 @@ export function pgliteDb(pglite: PGlite): PgliteDb {
     },
     afterCommit,
   });
-  const base = wrap(pglite, runNow);
+  const owner = {};
+  const base = guardPool(wrap(pglite, runNow), owner);
   return {
     kind: 'pglite',
     ...base,
@@ -140,7 +169,7 @@ export function pgliteDb(pglite: PGlite): PgliteDb {
     tx: (fn) =>
       withRetries(async () => {
         const hooks = commitHooks();
-        const result = await pglite.transaction((tx) => fn(wrap(tx, hooks.add)));
+        const result = await txScope.run(owner, () => pglite.transaction((tx) => fn(wrap(tx, hooks.add))));
         hooks.run();
         return result;
       }),
@@ -200,7 +229,8 @@ export function openPostgres(opts: PostgresOptions): Db {
     },
     afterCommit,
   });
-  const base = wrap(pool, runNow);
+  const owner = {};
+  const base = guardPool(wrap(pool, runNow), owner);
   return {
     kind: 'postgres',
     ...base,
@@ -211,7 +241,7 @@ export function openPostgres(opts: PostgresOptions): Db {
         let broken = false;
         try {
           await client.query('BEGIN');
-          const result = await fn(wrap(client, hooks.add));
+          const result = await txScope.run(owner, () => fn(wrap(client, hooks.add)));
           await client.query('COMMIT');
           hooks.run();
           return result;

@@ -1,5 +1,6 @@
 import type { Static } from '@sinclair/typebox';
 import type { Pong } from '../modules/system/system.schemas.js';
+import type { Task } from '../modules/tasks/tasks.schemas.js';
 
 /** What every client→server event answers through its ack callback. */
 export type AckResponse<T> = { ok: true; data: T } | { ok: false; error: { code: string; detail: string } };
@@ -19,6 +20,23 @@ export interface ServerToClientEvents {
   'system:welcome': (data: { userId: string; recovered: boolean }) => void;
   /** Sent just before the server ends the connection on purpose (session ended, token expired). */
   'system:disconnecting': (data: { reason: 'session_ended' | 'token_expired' | 'server_shutdown' }) => void;
+  /** The owner's tasks changed (to the owner's room only: titles are private). */
+  'task:created': (data: { task: Task }) => void;
+  'task:updated': (data: { task: Task }) => void;
+  /** pointsAwarded is 0 when the task had already paid before (completed, reopened, completed again). */
+  'task:completed': (data: { task: Task; pointsAwarded: number }) => void;
+  'task:reopened': (data: { task: Task }) => void;
+  'task:deleted': (data: { id: string }) => void;
+  /** A daily or its check-ins changed: refetch it. */
+  'daily:changed': (data: { dailyId: string }) => void;
+  /** A day closed: the overall streak as it now stands. */
+  'streak:updated': (data: {
+    date: string;
+    outcome: 'met' | 'frozen' | 'missed';
+    currentStreak: number;
+    longestStreak: number;
+    freezes: number;
+  }) => void;
 }
 
 export type ServerEventName = keyof ServerToClientEvents;

@@ -370,8 +370,8 @@ export function makeAccountsService(deps: {
       });
     },
 
-    async getMe(userId: string): Promise<Me> {
-      const user = await repo.findUserById(db, userId);
+    async getMe(userId: string, q: Queryable = db): Promise<Me> {
+      const user = await repo.findUserById(q, userId);
       if (!user) throw notFound('user');
       return toMe(user);
     },

@@ -30,3 +30,20 @@ export async function totalScore(q: Queryable, userId: string): Promise<number> 
   );
   return rows[0]?.score ?? 0;
 }
+
+/** Takes back what one source paid (an undone check-in); true when there was something to take. */
+export async function deleteScoreEvent(q: Queryable, userId: string, source: ScoreSource, sourceKey: string) {
+  const { rowCount } = await q.query(
+    'DELETE FROM score_events WHERE user_id = $1 AND source = $2 AND source_key = $3',
+    [userId, source, sourceKey],
+  );
+  return rowCount === 1;
+}
+
+export async function countSource(q: Queryable, userId: string, source: ScoreSource): Promise<number> {
+  const { rows } = await q.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM score_events WHERE user_id = $1 AND source = $2',
+    [userId, source],
+  );
+  return rows[0]?.n ?? 0;
+}

@@ -22,6 +22,12 @@ export function makeStatsService(deps: { db: Db; clock: Clock }) {
       return repo.insertScoreEvent(q, { ...e, id: uuidv7(), now: deps.clock.now() });
     },
 
+    /** Takes back points whose reason was undone within its window (a check-in undone the same day). */
+    revoke: (q: Queryable, e: { userId: string; source: ScoreSource; sourceKey: string }) =>
+      repo.deleteScoreEvent(q, e.userId, e.source, e.sourceKey),
+
     score: (userId: string) => repo.totalScore(deps.db, userId),
+
+    countSource: (userId: string, source: ScoreSource) => repo.countSource(deps.db, userId, source),
   };
 }
