@@ -109,7 +109,10 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
         log: log.child({ component: 'mail' }),
         logLinks: !config.isProduction,
       });
+  const cache = redis ? redisCache(redis, config.REDIS_PREFIX, onRedisError) : memoryCache();
+  const stats = makeStatsService({ db, clock, cache });
   const accounts = makeAccountsService({
+    stats,
     db,
     clock,
     outbox,
@@ -120,7 +123,6 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     storage: localStorage(join(config.DATA_DIR, 'uploads')),
     config,
   });
-  const stats = makeStatsService({ db, clock });
   const tasks = makeTasksService({
     db,
     clock,
@@ -146,7 +148,7 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     clock,
     db,
     redis,
-    cache: redis ? redisCache(redis, config.REDIS_PREFIX, onRedisError) : memoryCache(),
+    cache,
     rateLimiter,
     jobs,
     outbox,

@@ -288,6 +288,23 @@ describe('history and streaks', () => {
     ]);
   });
 
+  it('stats are cached, and every write that moves them shows at once', async () => {
+    clock.set(at('2026-03-02'));
+    const me = await someone();
+    const stats = async () => (await call('GET', '/v1/me/stats', me.headers)).json();
+    expect((await stats()).today.done).toBe(0);
+    const task = (await call('POST', '/v1/tasks', me.headers, { title: 'Call Maa' })).json();
+    await call('POST', `/v1/tasks/${task.id}/complete`, me.headers, {});
+    expect(await stats()).toMatchObject({ today: { done: 1 }, score: 10, currentStreak: 1 });
+    await call('POST', `/v1/tasks/${task.id}/reopen`, me.headers, {});
+    expect(await stats()).toMatchObject({ today: { done: 0 }, score: 10, currentStreak: 0 });
+    const daily = await newDaily(me.headers);
+    await call('POST', `/v1/dailies/${daily.id}/check-ins`, me.headers, {});
+    expect(await stats()).toMatchObject({ today: { done: 1 }, score: 20 });
+    await call('PATCH', '/v1/me', me.headers, { dailyGoal: 2 });
+    expect(await stats()).toMatchObject({ today: { done: 1, goal: 2 }, currentStreak: 0 });
+  });
+
   it('the rollover job closes every user whose day has ended', async () => {
     clock.set(at('2026-03-02'));
     const a = await someone('Asia/Kolkata');

@@ -19,9 +19,10 @@ export interface Queryable {
   exec(sql: string): Promise<void>;
   /**
    * Runs fn once the surrounding transaction has committed (never if it rolls back); outside a
-   * transaction, right away. Emits and queue kicks go here, so nobody hears of a write that failed.
+   * transaction, right away. Emits, queue kicks and cache invalidations go here, so nobody hears of
+   * a write that failed. tx() awaits them before it returns, so the writer reads its own writes.
    */
-  afterCommit(fn: () => void): void;
+  afterCommit(fn: () => unknown): void;
 }
 
 export interface Db extends Queryable {
@@ -86,19 +87,28 @@ function guardPool(base: Queryable, owner: object): Queryable {
   };
 }
 
-// Side effects run outside any transaction scope, so they may use the pool freely.
-function runNow(fn: () => void) {
-  txScope.exit(() => setImmediate(fn));
+// Side effects run outside any transaction scope, so they may use the pool freely. A failing side
+// effect never turns a committed write into an error.
+function runOutside(fn: () => unknown): Promise<unknown> {
+  return txScope.exit(async () => {
+    try {
+      await fn();
+    } catch {
+      // Side effects report their own failures (logs, retries); the write stands.
+    }
+  });
+}
+
+function runNow(fn: () => unknown) {
+  void runOutside(fn);
 }
 
 /** Collects afterCommit callbacks for one transaction attempt and runs them after COMMIT. */
 function commitHooks() {
-  const hooks: (() => void)[] = [];
+  const hooks: (() => unknown)[] = [];
   return {
-    add: (fn: () => void) => hooks.push(fn),
-    run: () => {
-      for (const fn of hooks) runNow(fn);
-    },
+    add: (fn: () => unknown) => hooks.push(fn),
+    run: () => Promise.all(hooks.map(runOutside)),
   };
 }
 
@@ -150,7 +160,7 @@ export async function openPglite(dataDir: string | undefined, loadDataDir?: Blob
 }
 
 export function pgliteDb(pglite: PGlite): PgliteDb {
-  const wrap = (q: Pick<PGlite, 'query' | 'exec'>, afterCommit: (fn: () => void) => void): Queryable => ({
+  const wrap = (q: Pick<PGlite, 'query' | 'exec'>, afterCommit: (fn: () => unknown) => void): Queryable => ({
     async query<T>(sql: string, params: readonly unknown[] = []) {
       const result = await q.query<Row>(sql, params as unknown[]);
       return { rows: camelRows<T>(result.rows), rowCount: result.affectedRows ?? result.rows.length };
@@ -170,7 +180,7 @@ export function pgliteDb(pglite: PGlite): PgliteDb {
       withRetries(async () => {
         const hooks = commitHooks();
         const result = await txScope.run(owner, () => pglite.transaction((tx) => fn(wrap(tx, hooks.add))));
-        hooks.run();
+        await hooks.run();
         return result;
       }),
     async ping() {
@@ -211,7 +221,7 @@ export function openPostgres(opts: PostgresOptions): Db {
   // An idle client losing its connection must not crash the process; the next query reconnects.
   pool.on('error', (err) => opts.onError?.(err));
 
-  const wrap = (q: pg.Pool | pg.PoolClient, afterCommit: (fn: () => void) => void): Queryable => ({
+  const wrap = (q: pg.Pool | pg.PoolClient, afterCommit: (fn: () => unknown) => void): Queryable => ({
     async query<T>(sql: string, params: readonly unknown[] = []) {
       try {
         const result = await q.query(sql, params as unknown[]);
@@ -239,12 +249,11 @@ export function openPostgres(opts: PostgresOptions): Db {
         const client = await pool.connect();
         const hooks = commitHooks();
         let broken = false;
+        let result: Awaited<ReturnType<typeof fn>>;
         try {
           await client.query('BEGIN');
-          const result = await txScope.run(owner, () => fn(wrap(client, hooks.add)));
+          result = await txScope.run(owner, () => fn(wrap(client, hooks.add)));
           await client.query('COMMIT');
-          hooks.run();
-          return result;
         } catch (err) {
           try {
             await client.query('ROLLBACK');
@@ -255,6 +264,8 @@ export function openPostgres(opts: PostgresOptions): Db {
         } finally {
           client.release(broken);
         }
+        await hooks.run();
+        return result;
       }),
     async ping() {
       await base.query('select 1');

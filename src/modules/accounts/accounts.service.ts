@@ -15,6 +15,7 @@ import { type FileStorage, newKey } from '../../lib/storage.js';
 import { canonicalTimeZone } from '../../lib/time.js';
 import type { AccessTokens, Principal } from '../../lib/tokens.js';
 import type { Realtime } from '../../realtime/port.js';
+import type { StatsService } from '../stats/stats.service.js';
 import {
   dummyHash,
   hashPassword,
@@ -65,6 +66,7 @@ export function makeAccountsService(deps: {
   tokens: AccessTokens;
   log: Logger;
   storage: FileStorage;
+  stats: Pick<StatsService, 'changed'>;
   config: Pick<Config, 'ACCESS_TOKEN_SECRET' | 'RATE_LIMIT_MULTIPLIER' | 'PUBLIC_URL' | 'APP_URL'>;
 }) {
   const { db, clock, outbox, realtime, tokens, config } = deps;
@@ -396,6 +398,13 @@ export function makeAccountsService(deps: {
         const before = await repo.findUserById(tx, userId);
         if (!before) return undefined;
         const updated = await repo.updateUser(tx, userId, fields, now);
+        if (
+          patch.dailyGoal !== undefined ||
+          patch.timezone !== undefined ||
+          patch.dayStartHour !== undefined
+        ) {
+          deps.stats.changed(tx, userId);
+        }
         if (
           updated &&
           (updated.timezone !== before.timezone || updated.dayStartHour !== before.dayStartHour)

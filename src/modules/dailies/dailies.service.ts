@@ -160,6 +160,45 @@ export function makeDailiesService(deps: {
     return row;
   }
 
+  /** Streaks, score, today and the week, computed from the ledger and history (cached by stats()). */
+  async function computeStats(userId: string, calendar: DayCalendar): Promise<Stats> {
+    const stored = await repo.readOverall(db, userId);
+    const caught = await catchUp(db, userId, calendar, stored);
+    const view = overallView(caught.state, {
+      date: caught.today,
+      completed: caught.todayCompleted,
+      goal: caught.goal,
+    });
+    const weekStart = addDays(caught.today, -6);
+    const week = await completions(db, userId, weekStart, caught.today);
+    const [score, checkIns, tasksCompleted, summaries] = await Promise.all([
+      deps.stats.score(userId),
+      repo.countCheckIns(db, userId),
+      deps
+        .taskCompletions(userId, calendar.firstDay, caught.today, db)
+        .then((m) => [...m.values()].reduce((a, b) => a + b, 0)),
+      repo.countSummaries(db, userId),
+    ]);
+    const metNotStored = caught.closed.filter((d) => d.outcome === 'met').length;
+    return {
+      currentStreak: view.current,
+      longestStreak: view.longest,
+      streakFreezes: view.freezes,
+      score,
+      today: { date: caught.today, done: caught.todayCompleted, goal: caught.goal },
+      weeklyProgress: Array.from({ length: 7 }, (_, i) => {
+        const date = addDays(weekStart, i);
+        return { date, completed: week.get(date) ?? 0 };
+      }),
+      totals: {
+        tasksCompleted,
+        dailyCheckIns: checkIns,
+        perfectDays: await deps.stats.countSource(userId, 'perfect_day'),
+        daysMet: summaries.met + metNotStored + (view.today === 'met' ? 1 : 0),
+      },
+    };
+  }
+
   const emitChanged = (q: Queryable, userId: string, dailyId: string) =>
     q.afterCommit(() => deps.realtime.toUser(userId, 'daily:changed', { dailyId }));
 
@@ -292,41 +331,8 @@ export function makeDailiesService(deps: {
 
     async stats(userId: string): Promise<Stats> {
       const calendar = await deps.accounts.dayCalendar(userId);
-      const stored = await repo.readOverall(db, userId);
-      const caught = await catchUp(db, userId, calendar, stored);
-      const view = overallView(caught.state, {
-        date: caught.today,
-        completed: caught.todayCompleted,
-        goal: caught.goal,
-      });
-      const weekStart = addDays(caught.today, -6);
-      const week = await completions(db, userId, weekStart, caught.today);
-      const [score, checkIns, tasksCompleted, summaries] = await Promise.all([
-        deps.stats.score(userId),
-        repo.countCheckIns(db, userId),
-        deps
-          .taskCompletions(userId, calendar.firstDay, caught.today, db)
-          .then((m) => [...m.values()].reduce((a, b) => a + b, 0)),
-        repo.countSummaries(db, userId),
-      ]);
-      const metNotStored = caught.closed.filter((d) => d.outcome === 'met').length;
-      return {
-        currentStreak: view.current,
-        longestStreak: view.longest,
-        streakFreezes: view.freezes,
-        score,
-        today: { date: caught.today, done: caught.todayCompleted, goal: caught.goal },
-        weeklyProgress: Array.from({ length: 7 }, (_, i) => {
-          const date = addDays(weekStart, i);
-          return { date, completed: week.get(date) ?? 0 };
-        }),
-        totals: {
-          tasksCompleted,
-          dailyCheckIns: checkIns,
-          perfectDays: await deps.stats.countSource(userId, 'perfect_day'),
-          daysMet: summaries.met + metNotStored + (view.today === 'met' ? 1 : 0),
-        },
-      };
+      const today = calendar.dateOf(clock.now());
+      return deps.stats.cached(userId, calendar.end(today), () => computeStats(userId, calendar));
     },
 
     /**
@@ -371,6 +377,7 @@ export function makeDailiesService(deps: {
           caught.closed.filter((d) => d.outcome !== 'missed' || d.completed > 0),
         );
         await repo.saveOverall(tx, userId, caught.state, clock.now());
+        deps.stats.changed(tx, userId);
         const last = caught.closed[caught.closed.length - 1];
         if (last) {
           await deps.outbox.add(tx, DAY_CLOSED_JOB, {

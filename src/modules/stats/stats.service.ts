@@ -1,4 +1,5 @@
 import { uuidv7 } from 'uuidv7';
+import type { Cache } from '../../lib/cache.js';
 import type { Clock } from '../../lib/clock.js';
 import type { Db, Queryable } from '../../lib/db.js';
 import type { ScoreSource } from './stats.repo.js';
@@ -9,8 +10,29 @@ export const POINTS = { task_done: 10, daily_done: 10, perfect_day: 20 } as cons
 
 export type StatsService = ReturnType<typeof makeStatsService>;
 
-export function makeStatsService(deps: { db: Db; clock: Clock }) {
+const CACHE_MS = 60_000;
+const statsKey = (userId: string) => `stats:v1:${userId}`;
+
+export function makeStatsService(deps: { db: Db; clock: Clock; cache: Cache }) {
   return {
+    /**
+     * The user's stats from the cache, or computed and cached until the next write that changes them
+     * (see `changed`), at most a minute, and never past the end of the user's day.
+     */
+    async cached<T>(userId: string, validUntil: Date, compute: () => Promise<T>): Promise<T> {
+      const hit = await deps.cache.get<T>(statsKey(userId));
+      if (hit !== undefined) return hit;
+      const value = await compute();
+      const ttl = Math.min(CACHE_MS, validUntil.getTime() - deps.clock.now().getTime());
+      if (ttl > 0) await deps.cache.set(statsKey(userId), value, ttl);
+      return value;
+    },
+
+    /** Every write that moves a user's stats calls this in its transaction; the cache drops them on commit. */
+    changed(q: Queryable, userId: string) {
+      q.afterCommit(() => void deps.cache.del(statsKey(userId)));
+    },
+
     /**
      * Pays `points` for one source, once ever: call it inside the transaction that records what
      * earned them. Returns whether this call paid (false = already paid earlier).
@@ -19,12 +41,15 @@ export function makeStatsService(deps: { db: Db; clock: Clock }) {
       q: Queryable,
       e: { userId: string; source: ScoreSource; sourceKey: string; points: number; localDate: string },
     ): Promise<boolean> {
+      q.afterCommit(() => void deps.cache.del(statsKey(e.userId)));
       return repo.insertScoreEvent(q, { ...e, id: uuidv7(), now: deps.clock.now() });
     },
 
     /** Takes back points whose reason was undone within its window (a check-in undone the same day). */
-    revoke: (q: Queryable, e: { userId: string; source: ScoreSource; sourceKey: string }) =>
-      repo.deleteScoreEvent(q, e.userId, e.source, e.sourceKey),
+    revoke(q: Queryable, e: { userId: string; source: ScoreSource; sourceKey: string }) {
+      q.afterCommit(() => void deps.cache.del(statsKey(e.userId)));
+      return repo.deleteScoreEvent(q, e.userId, e.source, e.sourceKey);
+    },
 
     score: (userId: string) => repo.totalScore(deps.db, userId),
 

@@ -122,7 +122,7 @@ export function makeTasksService(deps: {
   db: Db;
   clock: Clock;
   accounts: Pick<AccountsService, 'dayCalendar'>;
-  stats: Pick<StatsService, 'award'>;
+  stats: Pick<StatsService, 'award' | 'changed'>;
   realtime: Realtime;
   log: Logger;
 }) {
@@ -213,6 +213,7 @@ export function makeTasksService(deps: {
       if (!UUID.test(id)) throw taskNotFound();
       await db.tx(async (tx) => {
         if (!(await repo.deleteTask(tx, userId, id))) throw taskNotFound();
+        stats.changed(tx, userId);
         tx.afterCommit(() => {
           log.info({ taskId: id }, 'task deleted');
           realtime.toUser(userId, 'task:deleted', { id });
@@ -244,6 +245,7 @@ export function makeTasksService(deps: {
           localDate: completedOn,
         });
         const task = toTask(done);
+        stats.changed(tx, userId);
         tx.afterCommit(() => {
           log.info({ taskId: id, paid }, 'task completed');
           realtime.toUser(userId, 'task:completed', { task, pointsAwarded: paid ? POINTS.task_done : 0 });
@@ -252,11 +254,11 @@ export function makeTasksService(deps: {
       });
     },
 
-    /** Opens a done task again; points already paid stay paid. Reopening an open task is a no-op. */
     /** Tasks done per logical date (those still done), for the daily goal and the week's progress. */
     completedCountsByDate: (userId: string, from: string, to: string, q: Queryable = db) =>
       repo.completedCountsByDate(q, userId, from, to),
 
+    /** Opens a done task again; points already paid stay paid. Reopening an open task is a no-op. */
     async reopen(userId: string, id: string): Promise<Task> {
       if (!UUID.test(id)) throw taskNotFound();
       const now = clock.now();
@@ -268,6 +270,7 @@ export function makeTasksService(deps: {
           return toTask(current);
         }
         const task = toTask(reopened);
+        stats.changed(tx, userId);
         tx.afterCommit(() => realtime.toUser(userId, 'task:reopened', { task }));
         return task;
       });
