@@ -318,6 +318,8 @@ describe('me', () => {
       { quietHours: { start: '25:00', end: '07:00' } },
       { email: 'new@example.test' },
       { emailVerified: true },
+      { name: 'nul\u0000byte' },
+      { about: '\u0000' },
       {},
     ]) {
       const r = await json('PATCH', '/v1/me', bad, s.headers);

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
 import pg from 'pg';
-import { AppError, unavailable } from './errors.js';
+import { AppError, invalid, unavailable } from './errors.js';
 
 export type Row = Record<string, unknown>;
 
@@ -131,6 +131,10 @@ export function translateDbError(err: unknown): unknown {
     return unavailable('database_unavailable', 'The database is unavailable; try again shortly.');
   }
   if (code === '25006') return unavailable('database_read_only', 'Writes are paused; try again shortly.');
+  // Text PostgreSQL cannot store (a NUL character) is the client's mistake, not a server error.
+  if (code === '22021' || code === '22P05') {
+    return invalid('invalid_characters', 'Text may not contain NUL or other characters that cannot be stored.');
+  }
   return err;
 }
 
@@ -162,11 +166,19 @@ export async function openPglite(dataDir: string | undefined, loadDataDir?: Blob
 export function pgliteDb(pglite: PGlite): PgliteDb {
   const wrap = (q: Pick<PGlite, 'query' | 'exec'>, afterCommit: (fn: () => unknown) => void): Queryable => ({
     async query<T>(sql: string, params: readonly unknown[] = []) {
-      const result = await q.query<Row>(sql, params as unknown[]);
-      return { rows: camelRows<T>(result.rows), rowCount: result.affectedRows ?? result.rows.length };
+      try {
+        const result = await q.query<Row>(sql, params as unknown[]);
+        return { rows: camelRows<T>(result.rows), rowCount: result.affectedRows ?? result.rows.length };
+      } catch (err) {
+        throw translateDbError(err);
+      }
     },
     async exec(sql: string) {
-      await q.exec(sql);
+      try {
+        await q.exec(sql);
+      } catch (err) {
+        throw translateDbError(err);
+      }
     },
     afterCommit,
   });
