@@ -133,7 +133,10 @@ export function translateDbError(err: unknown): unknown {
   if (code === '25006') return unavailable('database_read_only', 'Writes are paused; try again shortly.');
   // Text PostgreSQL cannot store (a NUL character) is the client's mistake, not a server error.
   if (code === '22021' || code === '22P05') {
-    return invalid('invalid_characters', 'Text may not contain NUL or other characters that cannot be stored.');
+    return invalid(
+      'invalid_characters',
+      'Text may not contain NUL or other characters that cannot be stored.',
+    );
   }
   return err;
 }
