@@ -17,9 +17,12 @@ import { localStorage } from './lib/storage.js';
 import { type AccessTokens, makeAccessTokens } from './lib/tokens.js';
 import { type AccountsService, makeAccountsService } from './modules/accounts/accounts.service.js';
 import { type DailiesService, makeDailiesService } from './modules/dailies/dailies.service.js';
+import { socketPresence } from './modules/friends/friends.presence.js';
+import { type FriendsService, makeFriendsService } from './modules/friends/friends.service.js';
 import { makeStatsService, type StatsService } from './modules/stats/stats.service.js';
 import { type Lifecycle, makeSystemService } from './modules/system/system.service.js';
 import { makeTasksService, type TasksService } from './modules/tasks/tasks.service.js';
+import { makeUsersService, type UsersService } from './modules/users/users.service.js';
 import { type Io, makeRealtime, type Realtime } from './realtime/port.js';
 import { createIo } from './realtime/server.js';
 
@@ -41,6 +44,8 @@ export interface Deps {
   stats: StatsService;
   dailies: DailiesService;
   tasks: TasksService;
+  friends: FriendsService;
+  users: UsersService;
   io: Io;
   realtime: Realtime;
   lifecycle: Lifecycle;
@@ -141,6 +146,17 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     outbox,
     config,
   });
+  const friends = makeFriendsService({
+    db,
+    clock,
+    outbox,
+    realtime,
+    presence: socketPresence(io, log.child({ module: 'friends' })),
+    dailies,
+    log: log.child({ module: 'friends' }),
+    publicUrl: config.PUBLIC_URL,
+  });
+  const users = makeUsersService({ db, friends, stats, dailies, publicUrl: config.PUBLIC_URL });
 
   return {
     config,
@@ -159,6 +175,8 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     stats,
     tasks,
     dailies,
+    friends,
+    users,
     io,
     realtime,
     lifecycle,

@@ -1,6 +1,7 @@
 import type { Deps } from './deps.js';
 import { ACCOUNTS_PRUNE_EVERY_MS, accountsJobs } from './modules/accounts/accounts.jobs.js';
 import { dailiesJobs, ROLLOVER_JOB } from './modules/dailies/dailies.jobs.js';
+import { friendsJobs } from './modules/friends/friends.jobs.js';
 import { PRUNE_EVERY_MS, systemJobs } from './modules/system/system.jobs.js';
 
 /**
@@ -8,7 +9,8 @@ import { PRUNE_EVERY_MS, systemJobs } from './modules/system/system.jobs.js';
  * enqueue with the right retry policy; only workers consume.
  */
 export function defineJobs(deps: Deps) {
-  for (const job of [...systemJobs(deps), ...accountsJobs(deps), ...dailiesJobs(deps)]) deps.jobs.define(job);
+  for (const job of [...systemJobs(deps), ...accountsJobs(deps), ...dailiesJobs(deps), ...friendsJobs(deps)])
+    deps.jobs.define(job);
 }
 
 /** Schedules and consumption: the worker half of ROLE=serve, or ROLE=worker. */

@@ -22,8 +22,10 @@ import { AppError, forbidden, tooManyRequests, unauthorized } from '../lib/error
 import type { Principal } from '../lib/tokens.js';
 import { accountsRoutes } from '../modules/accounts/accounts.routes.js';
 import { dailiesRoutes } from '../modules/dailies/dailies.routes.js';
+import { friendsRoutes } from '../modules/friends/friends.routes.js';
 import { systemRoutes } from '../modules/system/system.routes.js';
 import { tasksRoutes } from '../modules/tasks/tasks.routes.js';
+import { usersRoutes } from '../modules/users/users.routes.js';
 import { attachSockets } from '../realtime/server.js';
 import { requireAllowedOrigin } from './auth.js';
 import { httpMetrics } from './metrics.js';
@@ -232,6 +234,11 @@ export async function buildApp(deps: Deps): Promise<App> {
         { name: 'stats', description: 'My streaks, freezes, score and progress.' },
         { name: 'tasks', description: 'My tasks: create, list, change, complete (points once per task).' },
         { name: 'system', description: 'Health, metrics and the API description.' },
+        { name: 'users', description: 'Finding people and reading their profiles.' },
+        {
+          name: 'friends',
+          description: 'Friend requests, friends and blocks (a verified email address is required).',
+        },
       ],
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
@@ -272,6 +279,8 @@ export async function buildApp(deps: Deps): Promise<App> {
   await app.register(accountsRoutes(deps));
   await app.register(tasksRoutes(deps));
   await app.register(dailiesRoutes(deps));
+  await app.register(usersRoutes(deps));
+  await app.register(friendsRoutes(deps));
 
   attachSockets(app.server, deps);
   return app;

@@ -1,6 +1,8 @@
 import type { Static } from '@sinclair/typebox';
+import type { FriendRequest } from '../modules/friends/friends.schemas.js';
 import type { Pong } from '../modules/system/system.schemas.js';
 import type { Task } from '../modules/tasks/tasks.schemas.js';
+import type { UserSummary } from '../modules/users/users.schemas.js';
 
 /** What every client→server event answers through its ack callback. */
 export type AckResponse<T> = { ok: true; data: T } | { ok: false; error: { code: string; detail: string } };
@@ -37,6 +39,12 @@ export interface ServerToClientEvents {
     longestStreak: number;
     freezes: number;
   }) => void;
+  /** Someone asked me to be friends (to the recipient). */
+  'friend:request': (data: { request: FriendRequest; from: UserSummary }) => void;
+  /** My request was accepted (to its sender); `friend` is who accepted. */
+  'friend:accepted': (data: { request: FriendRequest; friend: UserSummary }) => void;
+  /** `userId` is no longer my friend (they unfriended me; a block reads the same, so it is not revealed). */
+  'friend:removed': (data: { userId: string }) => void;
 }
 
 export type ServerEventName = keyof ServerToClientEvents;

@@ -1,0 +1,93 @@
+import { type Static, Type as T } from '@sinclair/typebox';
+
+const strict = { additionalProperties: false } as const;
+
+export const USER_SEARCH_MAX = 100;
+
+/** What anyone signed in may see of anyone they can see at all: never an email or a setting. */
+export const UserSummary = T.Object(
+  {
+    id: T.String({ format: 'uuid' }),
+    username: T.String(),
+    name: T.String({ description: 'Empty when none.' }),
+    avatarUrl: T.Union([T.String(), T.Null()]),
+  },
+  { ...strict, $id: 'UserSummary' },
+);
+export type UserSummary = Static<typeof UserSummary>;
+
+export const Badge = T.Object(
+  { code: T.String(), name: T.String(), awardedAt: T.String({ format: 'date-time' }) },
+  { ...strict, $id: 'Badge' },
+);
+export type Badge = Static<typeof Badge>;
+
+export const Relationship = T.Object(
+  {
+    isFriend: T.Boolean(),
+    request: T.Union([T.Literal('incoming'), T.Literal('outgoing'), T.Null()], {
+      description: 'A pending friend request between us: incoming (they asked me), outgoing (I asked them).',
+    }),
+  },
+  strict,
+);
+export type Relationship = Static<typeof Relationship>;
+
+export const Profile = T.Object(
+  {
+    id: T.String({ format: 'uuid' }),
+    username: T.String(),
+    name: T.String(),
+    avatarUrl: T.Union([T.String(), T.Null()]),
+    about: T.Optional(T.String()),
+    badges: T.Optional(T.Array(Badge)),
+    score: T.Optional(T.Integer()),
+    currentStreak: T.Optional(T.Integer()),
+    longestStreak: T.Optional(T.Integer()),
+    relationship: T.Union([Relationship, T.Null()], {
+      description: 'How the viewer relates to this person; null on my own profile.',
+    }),
+  },
+  {
+    ...strict,
+    $id: 'Profile',
+    description:
+      'about, badges, score and streaks are present when the profile is public, or friends-only and the ' +
+      'viewer is a friend, and always on my own profile.',
+  },
+);
+export type Profile = Static<typeof Profile>;
+
+export const Cursor = T.String({
+  minLength: 1,
+  maxLength: 400,
+  pattern: '^[A-Za-z0-9_-]+$',
+  description: 'nextCursor of the previous page.',
+});
+export const Limit = T.Integer({ minimum: 1, maximum: USER_SEARCH_MAX, default: 20 });
+
+export const SearchUsersQuery = T.Object(
+  {
+    q: T.String({
+      minLength: 1,
+      maxLength: 60,
+      // Not blank, and no NUL (PostgreSQL text cannot hold one).
+      pattern: '^\\s*[^\\s\\u0000][^\\u0000]*$',
+      description:
+        'The start of a username or name, ignoring case; surrounding spaces are ignored. `%`, `_` and `\\` are plain characters.',
+    }),
+    limit: T.Optional(Limit),
+    cursor: T.Optional(Cursor),
+  },
+  strict,
+);
+export type SearchUsersQuery = Static<typeof SearchUsersQuery>;
+
+export const UserList = T.Object(
+  { items: T.Array(UserSummary), nextCursor: T.Union([T.String(), T.Null()]) },
+  strict,
+);
+export type UserList = Static<typeof UserList>;
+
+// Any string: a malformed username is simply not found.
+export const ProfileParams = T.Object({ username: T.String() }, strict);
