@@ -13,7 +13,7 @@ import { devMailbox, type Mailer, smtpMailer } from './lib/mailer.js';
 import { makeOutbox, type Outbox } from './lib/outbox.js';
 import { memoryRateLimiter, type RateLimiter, redisRateLimiter } from './lib/ratelimit.js';
 import { bullmqConnectionOptions, connectRedis } from './lib/redis.js';
-import { localStorage } from './lib/storage.js';
+import { type FileStorage, localStorage } from './lib/storage.js';
 import { type AccessTokens, makeAccessTokens } from './lib/tokens.js';
 import { type AccountsService, makeAccountsService } from './modules/accounts/accounts.service.js';
 import { type DailiesService, makeDailiesService } from './modules/dailies/dailies.service.js';
@@ -22,6 +22,7 @@ import { type FriendsService, makeFriendsService } from './modules/friends/frien
 import { makeStatsService, type StatsService } from './modules/stats/stats.service.js';
 import { type Lifecycle, makeSystemService } from './modules/system/system.service.js';
 import { makeTasksService, type TasksService } from './modules/tasks/tasks.service.js';
+import { type AccountDataService, makeAccountDataService } from './modules/users/users.data.js';
 import { makeUsersService, type UsersService } from './modules/users/users.service.js';
 import { type Io, makeRealtime, type Realtime } from './realtime/port.js';
 import { createIo } from './realtime/server.js';
@@ -46,6 +47,8 @@ export interface Deps {
   tasks: TasksService;
   friends: FriendsService;
   users: UsersService;
+  accountData: AccountDataService;
+  storage: FileStorage;
   io: Io;
   realtime: Realtime;
   lifecycle: Lifecycle;
@@ -116,6 +119,7 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
       });
   const cache = redis ? redisCache(redis, config.REDIS_PREFIX, onRedisError) : memoryCache();
   const stats = makeStatsService({ db, clock, cache });
+  const storage = localStorage(join(config.DATA_DIR, 'uploads'));
   const accounts = makeAccountsService({
     stats,
     db,
@@ -125,7 +129,7 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     realtime,
     tokens,
     log: log.child({ module: 'accounts' }),
-    storage: localStorage(join(config.DATA_DIR, 'uploads')),
+    storage,
     config,
   });
   const tasks = makeTasksService({
@@ -157,6 +161,18 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     publicUrl: config.PUBLIC_URL,
   });
   const users = makeUsersService({ db, friends, stats, dailies, publicUrl: config.PUBLIC_URL });
+  const accountData = makeAccountDataService({
+    db,
+    clock,
+    outbox,
+    realtime,
+    rateLimiter,
+    accounts,
+    tasks,
+    dailies,
+    stats,
+    friends,
+  });
 
   return {
     config,
@@ -177,6 +193,8 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     dailies,
     friends,
     users,
+    accountData,
+    storage,
     io,
     realtime,
     lifecycle,

@@ -3,14 +3,21 @@ import { ACCOUNTS_PRUNE_EVERY_MS, accountsJobs } from './modules/accounts/accoun
 import { dailiesJobs, ROLLOVER_JOB } from './modules/dailies/dailies.jobs.js';
 import { friendsJobs } from './modules/friends/friends.jobs.js';
 import { PRUNE_EVERY_MS, systemJobs } from './modules/system/system.jobs.js';
+import { accountDataJobs } from './modules/users/users.data.js';
 
 /**
  * Every module's job definitions, listed explicitly. Defined in every role, so any process can
  * enqueue with the right retry policy; only workers consume.
  */
 export function defineJobs(deps: Deps) {
-  for (const job of [...systemJobs(deps), ...accountsJobs(deps), ...dailiesJobs(deps), ...friendsJobs(deps)])
-    deps.jobs.define(job);
+  const all = [
+    ...systemJobs(deps),
+    ...accountsJobs(deps),
+    ...dailiesJobs(deps),
+    ...friendsJobs(deps),
+    ...accountDataJobs(deps),
+  ];
+  for (const job of all) deps.jobs.define(job);
 }
 
 /** Schedules and consumption: the worker half of ROLE=serve, or ROLE=worker. */

@@ -19,6 +19,8 @@ export interface RateLimiter {
     windowMs: number,
     opts?: { onStoreFailure?: number },
   ): Promise<RateLimitResult>;
+  /** Drops every counter whose key contains one of the fragments (a deleted account's traces). */
+  forget(fragments: string[]): Promise<void>;
 }
 
 export function memoryRateLimiter(now = () => Date.now()): RateLimiter & { size(): number } {
@@ -45,6 +47,9 @@ export function memoryRateLimiter(now = () => Date.now()): RateLimiter & { size(
         remaining: Math.max(0, limit - w.count),
         resetMs: w.resetAt - t,
       };
+    },
+    async forget(fragments) {
+      for (const key of windows.keys()) if (fragments.some((f) => key.includes(f))) windows.delete(key);
     },
     size: () => windows.size,
   };
@@ -73,6 +78,19 @@ export function redisRateLimiter(redis: Redis, prefix: string, onError: (err: un
         onError(err);
         const reduced = Math.max(1, Math.floor(limit * (opts?.onStoreFailure ?? 1)));
         return fallback.hit(key, reduced, windowMs);
+      }
+    },
+    // A SCAN over the limiter's keys: O(keys), acceptable for the rare account deletion.
+    async forget(fragments) {
+      await fallback.forget(fragments);
+      for (const fragment of fragments) {
+        const pattern = `${prefix}:rl:*${fragment.replace(/[*?[\]\\]/g, '\\$&')}*`;
+        let cursor = '0';
+        do {
+          const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+          if (keys.length) await redis.del(...keys);
+          cursor = next;
+        } while (cursor !== '0');
       }
     },
   };

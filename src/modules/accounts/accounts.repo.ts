@@ -307,3 +307,21 @@ export async function listDaySettings(q: Queryable, userId: string) {
   );
   return rows;
 }
+
+/** A user's own account rows, for export. */
+export async function exportAccountRows(q: Queryable, userId: string) {
+  const sessions = await q.query(
+    'SELECT id, user_agent, created_at, last_used_at, expires_at, revoked_at FROM sessions WHERE user_id = $1 ORDER BY created_at',
+    [userId],
+  );
+  const daySettings = await q.query(
+    'SELECT effective_on, timezone, day_start_hour FROM day_settings WHERE user_id = $1 ORDER BY effective_on',
+    [userId],
+  );
+  return { sessions: sessions.rows, daySettings: daySettings.rows };
+}
+
+export async function deleteUser(q: Queryable, userId: string): Promise<boolean> {
+  const { rowCount } = await q.query('DELETE FROM users WHERE id = $1', [userId]);
+  return rowCount === 1;
+}

@@ -372,6 +372,30 @@ export function makeAccountsService(deps: {
       });
     },
 
+    /**
+     * Confirms a dangerous action with the password (same budget as a password change); returns the
+     * user row the caller goes on to act on.
+     */
+    async confirmPassword(principal: Principal, password: string): Promise<UserRow> {
+      const budget = await withinBudget(`password:confirm:${principal.userId}`, LIMITS.changePasswordPerUser);
+      if (!budget.allowed) throw tooManyRequests(Math.ceil(budget.resetMs / 1000));
+      const user = await repo.findUserById(db, principal.userId);
+      if (!user) throw unauthorized();
+      if (!(await verifyPassword(user.passwordHash, password))) {
+        throw invalid('current_password_incorrect', 'The password is not right.', [
+          { field: 'body/password', message: 'is not right' },
+        ]);
+      }
+      return user;
+    },
+
+    /** Removes the user row; every table that references it cascades (see test/fk-policies.test.ts). */
+    deleteUserRow: (q: Queryable, userId: string) => repo.deleteUser(q, userId),
+
+    async exportFor(userId: string) {
+      return { account: await this.getMe(userId), ...(await repo.exportAccountRows(db, userId)) };
+    },
+
     async getMe(userId: string, q: Queryable = db): Promise<Me> {
       const user = await repo.findUserById(q, userId);
       if (!user) throw notFound('user');

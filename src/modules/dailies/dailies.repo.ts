@@ -251,3 +251,17 @@ export async function usersBehind(q: Queryable, now: Date, afterUserId: string |
   );
   return rows.map((r) => r.id);
 }
+
+/** Everything of a user's dailies, deleted ones included (their history is still theirs). */
+export async function exportDailies(q: Queryable, userId: string) {
+  const dailies = await q.query('SELECT * FROM dailies WHERE user_id = $1 ORDER BY created_at, id', [userId]);
+  const checkIns = await q.query(
+    'SELECT daily_id, date, late, created_at FROM daily_check_ins WHERE user_id = $1 ORDER BY date',
+    [userId],
+  );
+  const days = await q.query(
+    'SELECT date, completed, goal, outcome FROM day_summaries WHERE user_id = $1 ORDER BY date',
+    [userId],
+  );
+  return { dailies: dailies.rows, checkIns: checkIns.rows, closedDays: days.rows };
+}

@@ -393,6 +393,8 @@ export function makeDailiesService(deps: {
       });
     },
 
+    exportFor: (userId: string) => repo.exportDailies(db, userId),
+
     usersBehind: (afterUserId: string | null, limit: number) =>
       repo.usersBehind(db, clock.now(), afterUserId, limit),
   };

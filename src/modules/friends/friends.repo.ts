@@ -241,3 +241,22 @@ export async function listBlocks(
   );
   return rows;
 }
+
+/** The user's side of their relationships, for export: requests both ways, friends, blocks they made. */
+export async function exportRelations(q: Queryable, userId: string) {
+  const requests = await q.query(
+    `SELECT id, from_user_id, to_user_id, status, created_at FROM friend_requests
+     WHERE from_user_id = $1 OR to_user_id = $1 ORDER BY created_at`,
+    [userId],
+  );
+  const friends = await q.query(
+    `SELECT CASE WHEN user_a = $1 THEN user_b ELSE user_a END AS user_id, created_at FROM friendships
+     WHERE user_a = $1 OR user_b = $1 ORDER BY created_at`,
+    [userId],
+  );
+  const blocks = await q.query(
+    'SELECT blocked_id, created_at FROM blocks WHERE blocker_id = $1 ORDER BY created_at',
+    [userId],
+  );
+  return { friendRequests: requests.rows, friends: friends.rows, blocks: blocks.rows };
+}

@@ -154,6 +154,8 @@ export function makeFriendsService(deps: {
   }
 
   return {
+    exportFor: (userId: string) => repo.exportRelations(db, userId),
+
     /**
      * How `a` relates to `b`. Pass the caller's transaction as `q` to read it inside that
      * transaction; `lock: 'shared'` also holds the pair until it ends, so a block committing meanwhile

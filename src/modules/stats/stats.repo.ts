@@ -47,3 +47,11 @@ export async function countSource(q: Queryable, userId: string, source: ScoreSou
   );
   return rows[0]?.n ?? 0;
 }
+
+export async function exportScoreEvents(q: Queryable, userId: string) {
+  const { rows } = await q.query(
+    'SELECT source, source_key, points, local_date, created_at FROM score_events WHERE user_id = $1 ORDER BY created_at',
+    [userId],
+  );
+  return rows;
+}

@@ -54,5 +54,7 @@ export function makeStatsService(deps: { db: Db; clock: Clock; cache: Cache }) {
     score: (userId: string) => repo.totalScore(deps.db, userId),
 
     countSource: (userId: string, source: ScoreSource) => repo.countSource(deps.db, userId, source),
+
+    exportFor: (userId: string) => repo.exportScoreEvents(deps.db, userId),
   };
 }

@@ -247,3 +247,12 @@ export async function completedCountsByDate(q: Queryable, userId: string, from: 
   );
   return new Map(rows.map((r) => [r.date, r.count]));
 }
+
+export async function exportTasks(q: Queryable, userId: string) {
+  const { rows } = await q.query(
+    `SELECT id, title, description, priority, due_at, tags, status, completed_at, completed_on, created_at, updated_at
+     FROM tasks WHERE user_id = $1 ORDER BY created_at, id`,
+    [userId],
+  );
+  return rows;
+}

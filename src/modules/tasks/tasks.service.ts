@@ -254,6 +254,8 @@ export function makeTasksService(deps: {
       });
     },
 
+    exportFor: (userId: string) => repo.exportTasks(db, userId),
+
     /** Tasks done per logical date (those still done), for the daily goal and the week's progress. */
     completedCountsByDate: (userId: string, from: string, to: string, q: Queryable = db) =>
       repo.completedCountsByDate(q, userId, from, to),

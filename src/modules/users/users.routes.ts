@@ -1,8 +1,16 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type as T } from '@sinclair/typebox';
 import type { Deps } from '../../deps.js';
-import { signedIn } from '../../http/auth.js';
+import { clearAuthCookies, signedIn } from '../../http/auth.js';
 import { problemResponse } from '../../http/problem.js';
-import { Profile, ProfileParams, SearchUsersQuery, UserList } from './users.schemas.js';
+import {
+  AccountExport,
+  DeleteMeBody,
+  Profile,
+  ProfileParams,
+  SearchUsersQuery,
+  UserList,
+} from './users.schemas.js';
 
 const tags = ['users'];
 
@@ -52,5 +60,40 @@ export const usersRoutes =
         },
       },
       async (request) => users.profile(signedIn(request).userId, request.params.username),
+    );
+
+    app.get(
+      '/v1/me/export',
+      {
+        config: { rateLimit: { max: 10, windowMs: 3600_000, scope: 'export' } },
+        schema: {
+          operationId: 'exportMyData',
+          summary: 'All of my data as one JSON document',
+          tags: ['accounts'],
+          response: { 200: AccountExport },
+        },
+      },
+      async (request, reply) => {
+        reply.header('content-disposition', 'attachment; filename="taskmaa-export.json"');
+        return deps.accountData.exportAccount(signedIn(request).userId);
+      },
+    );
+
+    app.delete(
+      '/v1/me',
+      {
+        schema: {
+          operationId: 'deleteMe',
+          summary: 'Delete my account and everything that is mine; needs my password',
+          tags: ['accounts'],
+          body: DeleteMeBody,
+          response: { 204: T.Null({ description: 'Deleted.' }) },
+        },
+      },
+      async (request, reply) => {
+        await deps.accountData.deleteAccount(signedIn(request), request.body.password);
+        clearAuthCookies(reply, deps.config);
+        return reply.code(204).send(null);
+      },
     );
   };

@@ -91,3 +91,29 @@ export type UserList = Static<typeof UserList>;
 
 // Any string: a malformed username is simply not found.
 export const ProfileParams = T.Object({ username: T.String() }, strict);
+
+export const DeleteMeBody = T.Object(
+  { password: T.String({ minLength: 1, maxLength: 512, description: 'My current password, to confirm.' }) },
+  { additionalProperties: false },
+);
+
+const Rows = T.Array(T.Record(T.String(), T.Unknown()));
+/** The export document: every section a list of the user's own rows, as stored. */
+export const AccountExport = T.Object(
+  {
+    format: T.Literal('taskmaa-export-v1'),
+    exportedAt: T.String({ format: 'date-time' }),
+    account: T.Record(T.String(), T.Unknown()),
+    sessions: Rows,
+    daySettings: Rows,
+    tasks: Rows,
+    dailies: Rows,
+    checkIns: Rows,
+    closedDays: Rows,
+    scoreEvents: Rows,
+    friendRequests: Rows,
+    friends: Rows,
+    blocks: Rows,
+  },
+  { additionalProperties: false },
+);

@@ -1,0 +1,91 @@
+import { Type as T } from '@sinclair/typebox';
+import type { Clock } from '../../lib/clock.js';
+import type { Db } from '../../lib/db.js';
+import { defineJob } from '../../lib/jobs.js';
+import type { Outbox } from '../../lib/outbox.js';
+import type { RateLimiter } from '../../lib/ratelimit.js';
+import type { FileStorage } from '../../lib/storage.js';
+import type { Principal } from '../../lib/tokens.js';
+import type { Realtime } from '../../realtime/port.js';
+import type { AccountsService } from '../accounts/accounts.service.js';
+import type { DailiesService } from '../dailies/dailies.service.js';
+import type { FriendsService } from '../friends/friends.service.js';
+import type { StatsService } from '../stats/stats.service.js';
+import type { TasksService } from '../tasks/tasks.service.js';
+
+export const PURGE_FILES_JOB = 'users.purge_files';
+
+export type AccountDataService = ReturnType<typeof makeAccountDataService>;
+
+/**
+ * A person's data as a whole: export it, or delete it. Each module contributes its part here,
+ * listed explicitly, so a new module's data cannot be forgotten silently (the foreign-key catalogue
+ * test makes every reference to users declare what deletion does to it).
+ */
+export function makeAccountDataService(deps: {
+  db: Db;
+  clock: Clock;
+  outbox: Outbox;
+  realtime: Realtime;
+  rateLimiter: RateLimiter;
+  accounts: Pick<AccountsService, 'confirmPassword' | 'deleteUserRow' | 'exportFor'>;
+  tasks: Pick<TasksService, 'exportFor'>;
+  dailies: Pick<DailiesService, 'exportFor'>;
+  stats: Pick<StatsService, 'exportFor' | 'changed'>;
+  friends: Pick<FriendsService, 'exportFor'>;
+}) {
+  return {
+    async exportAccount(userId: string) {
+      const [account, tasks, dailies, scoreEvents, relations] = await Promise.all([
+        deps.accounts.exportFor(userId),
+        deps.tasks.exportFor(userId),
+        deps.dailies.exportFor(userId),
+        deps.stats.exportFor(userId),
+        deps.friends.exportFor(userId),
+      ]);
+      return {
+        format: 'taskmaa-export-v1' as const,
+        exportedAt: deps.clock.now().toISOString(),
+        ...account,
+        tasks,
+        ...dailies,
+        scoreEvents,
+        ...relations,
+      };
+    },
+
+    /**
+     * Deletes the account and everything that is theirs, in one transaction: the user row goes and
+     * every reference cascades. Files are purged by a job (retried until gone); sessions vanish with
+     * the row, so the token fails at once; open sockets are closed on every node; rate-limit counters
+     * that name the user are dropped.
+     */
+    async deleteAccount(principal: Principal, password: string) {
+      const user = await deps.accounts.confirmPassword(principal, password);
+      await deps.db.tx(async (tx) => {
+        if (user.avatarKey) await deps.outbox.add(tx, PURGE_FILES_JOB, { keys: [user.avatarKey] });
+        await deps.accounts.deleteUserRow(tx, user.id);
+        deps.stats.changed(tx, user.id);
+        tx.afterCommit(() => deps.realtime.endUser(user.id));
+        tx.afterCommit(() =>
+          deps.rateLimiter.forget([user.id, user.username.toLowerCase(), user.email.toLowerCase()]),
+        );
+      });
+    },
+  };
+}
+
+export const accountDataJobs = (deps: { storage: FileStorage }) => [
+  defineJob({
+    name: PURGE_FILES_JOB,
+    payload: T.Object(
+      { keys: T.Array(T.String({ maxLength: 200 }), { minItems: 1, maxItems: 1000 }) },
+      { additionalProperties: false },
+    ),
+    attempts: 8,
+    backoffMs: 5000,
+    async handler(payload) {
+      for (const key of payload.keys) await deps.storage.delete(key);
+    },
+  }),
+];
