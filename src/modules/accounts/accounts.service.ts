@@ -55,6 +55,11 @@ export interface RequestContext {
 export const sha256 = (value: string) => createHash('sha256').update(value).digest('hex');
 const randomToken = () => randomBytes(32).toString('base64url');
 
+/** Where an avatar is served (GET /v1/avatars/:file); every module that shows a person uses this. */
+export function avatarUrl(publicUrl: string, key: string | null): string | null {
+  return key ? `${publicUrl}/v1/avatars/${key.slice(AVATARS.length + 1)}` : null;
+}
+
 export type AccountsService = ReturnType<typeof makeAccountsService>;
 
 export function makeAccountsService(deps: {
@@ -78,9 +83,7 @@ export function makeAccountsService(deps: {
     emailVerified: u.emailVerifiedAt !== null,
     name: u.name,
     about: u.about,
-    avatarUrl: u.avatarKey
-      ? `${config.PUBLIC_URL}/v1/avatars/${u.avatarKey.slice(AVATARS.length + 1)}`
-      : null,
+    avatarUrl: avatarUrl(config.PUBLIC_URL, u.avatarKey),
     timezone: u.timezone,
     dayStartHour: u.dayStartHour,
     dailyGoal: u.dailyGoal,

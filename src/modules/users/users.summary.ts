@@ -1,4 +1,5 @@
 import { invalid } from '../../lib/errors.js';
+import { avatarUrl } from '../accounts/accounts.service.js';
 import type { UserSummary } from './users.schemas.js';
 
 /** The columns of a user that any module may show to other people. */
@@ -11,17 +12,6 @@ export interface PublicUserRow {
 
 /** SQL select list for PublicUserRow from a users table aliased `u`. */
 export const PUBLIC_USER_COLUMNS = 'u.id, u.username, u.name, u.avatar_key';
-
-const AVATARS_PREFIX = 'avatars/';
-
-/**
- * Avatars are served by GET /v1/avatars/:file (accounts). The URL must stay the one accounts builds
- * for /v1/me; test/users.test.ts compares the two.
- */
-export function avatarUrl(publicUrl: string, key: string | null): string | null {
-  if (!key) return null;
-  return `${publicUrl}/v1/avatars/${key.startsWith(AVATARS_PREFIX) ? key.slice(AVATARS_PREFIX.length) : key}`;
-}
 
 export const summaryMaker =
   (publicUrl: string) =>
