@@ -106,6 +106,13 @@ describe('errors are problem+json with stable codes', () => {
     );
   });
 
+  it('JSON bodies are taken as typed: no coercion of strings, numbers or arrays', async () => {
+    for (const body of [{ title: 'a', count: '3' }, { title: ['a'] }, { title: 5 }, { title: 'a', count: true }]) {
+      const res = await post(body);
+      expect(res.statusCode, JSON.stringify(body)).toBe(400);
+    }
+  });
+
   it('a missing required field is named', async () => {
     const res = await post({ count: 1 });
     expect(res.json().errors).toEqual([{ field: 'body/title', message: 'is required' }]);

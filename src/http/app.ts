@@ -6,6 +6,8 @@ import fastifyMultipart from '@fastify/multipart';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Ajv } from 'ajv';
+import ajvFormats from 'ajv-formats';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -23,6 +25,7 @@ import type { Principal } from '../lib/tokens.js';
 import { accountsRoutes } from '../modules/accounts/accounts.routes.js';
 import { dailiesRoutes } from '../modules/dailies/dailies.routes.js';
 import { friendsRoutes } from '../modules/friends/friends.routes.js';
+import { groupsRoutes } from '../modules/groups/groups.routes.js';
 import { systemRoutes } from '../modules/system/system.routes.js';
 import { tasksRoutes } from '../modules/tasks/tasks.routes.js';
 import { usersRoutes } from '../modules/users/users.routes.js';
@@ -127,17 +130,9 @@ export async function buildApp(deps: Deps): Promise<App> {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     return503OnClosing: true,
-    ajv: {
-      customOptions: {
-        // Unknown fields are refused (400), never silently dropped: a client sending `role` or `score`
-        // must learn that it cannot set them.
-        removeAdditional: false,
-        allErrors: true,
-        coerceTypes: 'array',
-        useDefaults: true,
-      },
-    },
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
+
+  app.setValidatorCompiler(validatorCompiler());
 
   app.decorateRequest('principal', null);
   app.decorateRequest('authVia', null);
@@ -239,6 +234,10 @@ export async function buildApp(deps: Deps): Promise<App> {
           name: 'friends',
           description: 'Friend requests, friends and blocks (a verified email address is required).',
         },
+        {
+          name: 'groups',
+          description: 'Group tasks: races among friends, invitations, ranks and points (verified email required).',
+        },
       ],
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
@@ -281,9 +280,26 @@ export async function buildApp(deps: Deps): Promise<App> {
   await app.register(dailiesRoutes(deps));
   await app.register(usersRoutes(deps));
   await app.register(friendsRoutes(deps));
+  await app.register(groupsRoutes(deps));
 
   attachSockets(app.server, deps);
   return app;
+}
+
+/**
+ * Query strings, path parameters and headers arrive as text, so they are coerced to the schema's
+ * types ('5' → 5, ?tag=a → ['a']). JSON bodies already carry types: nothing is coerced there, so
+ * `"userId": ["…"]` or `"dailyGoal": "3"` is a 400, not silently accepted. In both, unknown fields
+ * are refused rather than dropped: a client sending `role` or `score` must learn it cannot set them.
+ */
+function validatorCompiler() {
+  const options = { removeAdditional: false, allErrors: true, useDefaults: true, strict: false } as const;
+  // ajv-formats is CommonJS: its function is the module's default export.
+  const addFormats = ajvFormats as unknown as (ajv: Ajv) => Ajv;
+  const coercing = addFormats(new Ajv({ ...options, coerceTypes: 'array' }));
+  const exact = addFormats(new Ajv({ ...options, coerceTypes: false }));
+  return ({ schema, httpPart }: { schema: object; httpPart?: string }) =>
+    (httpPart === 'body' ? exact : coercing).compile(schema);
 }
 
 function bearerToken(request: FastifyRequest): string | undefined {
