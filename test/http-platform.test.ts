@@ -107,7 +107,12 @@ describe('errors are problem+json with stable codes', () => {
   });
 
   it('JSON bodies are taken as typed: no coercion of strings, numbers or arrays', async () => {
-    for (const body of [{ title: 'a', count: '3' }, { title: ['a'] }, { title: 5 }, { title: 'a', count: true }]) {
+    for (const body of [
+      { title: 'a', count: '3' },
+      { title: ['a'] },
+      { title: 5 },
+      { title: 'a', count: true },
+    ]) {
       const res = await post(body);
       expect(res.statusCode, JSON.stringify(body)).toBe(400);
     }
