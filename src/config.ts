@@ -156,6 +156,19 @@ const EnvSchema = T.Object({
   METRICS_TOKEN: T.Optional(
     T.String({ minLength: 16, description: 'If set, /metrics requires `Authorization: Bearer <token>`.' }),
   ),
+  MAA_LLM_URL: T.Optional(
+    T.String({
+      pattern: '^https?://[^\\s]+$',
+      description:
+        "Base URL of an OpenAI-compatible API (…/v1) for Maa's words; /chat/completions is appended. Unset = templates only.",
+    }),
+  ),
+  MAA_LLM_MODEL: T.Optional(
+    T.String({ minLength: 1, description: 'Model name sent to MAA_LLM_URL. Default gpt-4o-mini.' }),
+  ),
+  MAA_LLM_API_KEY: T.Optional(
+    T.String({ minLength: 1, description: 'Bearer token for MAA_LLM_URL, if it needs one.' }),
+  ),
   JOBS_CONCURRENCY: T.Integer({
     minimum: 1,
     maximum: 64,
@@ -237,7 +250,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 }
 
 function redactIfSecret(name: string, value: string): string {
-  return /SECRET|TOKEN|PASSWORD|URL/.test(name) ? '<redacted>' : value;
+  return /SECRET|TOKEN|PASSWORD|URL|KEY/.test(name) ? '<redacted>' : value;
 }
 
 function stripSlash(url: string): string {

@@ -19,6 +19,8 @@ import { type AccountsService, makeAccountsService } from './modules/accounts/ac
 import { type DailiesService, makeDailiesService } from './modules/dailies/dailies.service.js';
 import { socketPresence } from './modules/friends/friends.presence.js';
 import { type FriendsService, makeFriendsService } from './modules/friends/friends.service.js';
+import { type GroupsService, makeGroupsService } from './modules/groups/groups.service.js';
+import { type MaaService, makeMaaService } from './modules/maa/maa.service.js';
 import { makeStatsService, type StatsService } from './modules/stats/stats.service.js';
 import { type Lifecycle, makeSystemService } from './modules/system/system.service.js';
 import { makeTasksService, type TasksService } from './modules/tasks/tasks.service.js';
@@ -46,7 +48,9 @@ export interface Deps {
   dailies: DailiesService;
   tasks: TasksService;
   friends: FriendsService;
+  groups: GroupsService;
   users: UsersService;
+  maa: MaaService;
   accountData: AccountDataService;
   storage: FileStorage;
   io: Io;
@@ -160,6 +164,27 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     log: log.child({ module: 'friends' }),
     publicUrl: config.PUBLIC_URL,
   });
+  const groups = makeGroupsService({
+    db,
+    clock,
+    outbox,
+    io,
+    realtime,
+    accounts,
+    stats,
+    friends,
+    log: log.child({ module: 'groups' }),
+  });
+  const maa = makeMaaService({
+    db,
+    clock,
+    accounts,
+    dailies,
+    rateLimiter,
+    realtime,
+    log: log.child({ module: 'maa' }),
+    config,
+  });
   const users = makeUsersService({ db, friends, stats, dailies, publicUrl: config.PUBLIC_URL });
   const accountData = makeAccountDataService({
     db,
@@ -172,6 +197,7 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     dailies,
     stats,
     friends,
+    groups,
   });
 
   return {
@@ -192,7 +218,9 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     tasks,
     dailies,
     friends,
+    groups,
     users,
+    maa,
     accountData,
     storage,
     io,

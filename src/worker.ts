@@ -2,6 +2,7 @@ import type { Deps } from './deps.js';
 import { ACCOUNTS_PRUNE_EVERY_MS, accountsJobs } from './modules/accounts/accounts.jobs.js';
 import { dailiesJobs, ROLLOVER_JOB } from './modules/dailies/dailies.jobs.js';
 import { friendsJobs } from './modules/friends/friends.jobs.js';
+import { groupsJobs } from './modules/groups/groups.jobs.js';
 import { PRUNE_EVERY_MS, systemJobs } from './modules/system/system.jobs.js';
 import { accountDataJobs } from './modules/users/users.data.js';
 
@@ -15,6 +16,7 @@ export function defineJobs(deps: Deps) {
     ...accountsJobs(deps),
     ...dailiesJobs(deps),
     ...friendsJobs(deps),
+    ...groupsJobs(deps),
     ...accountDataJobs(deps),
   ];
   for (const job of all) deps.jobs.define(job);

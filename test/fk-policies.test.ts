@@ -25,6 +25,18 @@ const REVIEWED: Record<string, string> = {
   // Children of a user's own rows.
   'refresh_tokens.session_id -> sessions': 'CASCADE',
   'daily_check_ins.daily_id -> dailies': 'CASCADE',
+  // Group tasks: an owned group task is handed over (or deleted) by account deletion first.
+  'group_tasks.owner_id -> users': 'RESTRICT',
+  'group_members.user_id -> users': 'CASCADE',
+  'group_members.group_task_id -> group_tasks': 'CASCADE',
+  'group_invitations.group_task_id -> group_tasks': 'CASCADE',
+  'group_invitations.from_user_id -> users': 'CASCADE',
+  'group_invitations.to_user_id -> users': 'CASCADE',
+  'conversations.group_task_id -> group_tasks': 'CASCADE',
+  'conversation_members.conversation_id -> conversations': 'CASCADE',
+  'conversation_members.user_id -> users': 'CASCADE',
+  // Maa's shown lines go with their user.
+  'maa_messages.user_id -> users': 'CASCADE',
 };
 
 let tdb: TestDb;

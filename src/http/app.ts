@@ -26,6 +26,7 @@ import { accountsRoutes } from '../modules/accounts/accounts.routes.js';
 import { dailiesRoutes } from '../modules/dailies/dailies.routes.js';
 import { friendsRoutes } from '../modules/friends/friends.routes.js';
 import { groupsRoutes } from '../modules/groups/groups.routes.js';
+import { maaRoutes } from '../modules/maa/maa.routes.js';
 import { systemRoutes } from '../modules/system/system.routes.js';
 import { tasksRoutes } from '../modules/tasks/tasks.routes.js';
 import { usersRoutes } from '../modules/users/users.routes.js';
@@ -231,12 +232,16 @@ export async function buildApp(deps: Deps): Promise<App> {
         { name: 'system', description: 'Health, metrics and the API description.' },
         { name: 'users', description: 'Finding people and reading their profiles.' },
         {
+          name: 'maa',
+          description: "Maa's words for this moment, in my tone and language, and her history.",
+        },
+        {
           name: 'friends',
           description: 'Friend requests, friends and blocks (a verified email address is required).',
         },
         {
           name: 'groups',
-          description: 'Group tasks: races among friends, invitations, ranks and points (verified email required).',
+          description: 'Group tasks: races among friends, ranks and points (verified email required).',
         },
       ],
     },
@@ -281,6 +286,7 @@ export async function buildApp(deps: Deps): Promise<App> {
   await app.register(usersRoutes(deps));
   await app.register(friendsRoutes(deps));
   await app.register(groupsRoutes(deps));
+  await app.register(maaRoutes(deps));
 
   attachSockets(app.server, deps);
   return app;

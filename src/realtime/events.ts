@@ -1,5 +1,6 @@
 import type { Static } from '@sinclair/typebox';
 import type { FriendRequest } from '../modules/friends/friends.schemas.js';
+import type { MaaMessage } from '../modules/maa/maa.schemas.js';
 import type { Pong } from '../modules/system/system.schemas.js';
 import type { Task } from '../modules/tasks/tasks.schemas.js';
 import type { UserSummary } from '../modules/users/users.schemas.js';
@@ -45,6 +46,14 @@ export interface ServerToClientEvents {
   'friend:accepted': (data: { request: FriendRequest; friend: UserSummary }) => void;
   /** `userId` is no longer my friend (they unfriended me; a block reads the same, so it is not revealed). */
   'friend:removed': (data: { userId: string }) => void;
+  /** To a group task's room (its members): membership, completion and changes. */
+  'group:member_joined': (data: { groupTaskId: string; userId: string }) => void;
+  'group:member_left': (data: { groupTaskId: string; userId: string }) => void;
+  'group:member_completed': (data: { groupTaskId: string; userId: string; rank: number }) => void;
+  'group:updated': (data: { groupTaskId: string }) => void;
+  'group:closed': (data: { groupTaskId: string }) => void;
+  /** A word from Maa to the user (every device), as also kept in GET /v1/maa/messages. */
+  'maa:message': (data: MaaMessage) => void;
 }
 
 export type ServerEventName = keyof ServerToClientEvents;

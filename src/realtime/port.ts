@@ -11,6 +11,7 @@ export type Io = Server<ClientToServerEvents, ServerToClientEvents, Record<strin
 
 export const userRoom = (userId: string) => `user:${userId}`;
 export const sessionRoom = (sessionId: string) => `session:${sessionId}`;
+export const groupRoom = (groupTaskId: string) => `group:${groupTaskId}`;
 
 /**
  * How services talk to connected clients. It goes through the socket.io adapter, so it reaches

@@ -7,7 +7,7 @@ import type { Deps } from '../deps.js';
 import { accessCookieName } from '../lib/auth.js';
 import { systemSocketHandlers } from '../modules/system/system.socket.js';
 import { type AppSocket, installHandlers, type SocketHandler } from './handlers.js';
-import { type Io, sessionRoom, userRoom } from './port.js';
+import { groupRoom, type Io, sessionRoom, userRoom } from './port.js';
 
 const MAX_CONNECTIONS_PER_USER = 20;
 
@@ -49,18 +49,37 @@ export function createIo(config: Config, redis: Redis | undefined): Io {
  * freezes the event loop for as long as Redis is unreachable.
  */
 function forAdapter(redis: Redis): Redis {
-  return new Proxy(redis, {
+  return quiet(redis, {
+    duplicate: () =>
+      quiet(
+        redis.duplicate({
+          commandTimeout: undefined,
+          enableOfflineQueue: true,
+          maxRetriesPerRequest: null,
+          lazyConnect: false,
+        }),
+      ),
+    // Seen as eager, so the adapter does not await connect() on its duplicates itself.
+    options: { ...redis.options, lazyConnect: false },
+  });
+}
+
+/**
+ * The adapter issues commands it does not await (SUBSCRIBE at start-up, heartbeats); when a server is
+ * closed while they are pending, their rejections would be unhandled. Every promise a command
+ * returns is marked handled here; a caller that awaits it still sees the error.
+ */
+function quiet(client: Redis, overrides: Record<string, unknown> = {}): Redis {
+  return new Proxy(client, {
     get(target, prop) {
-      if (prop === 'duplicate') {
-        return () =>
-          target.duplicate({
-            commandTimeout: undefined,
-            enableOfflineQueue: true,
-            maxRetriesPerRequest: null,
-          });
-      }
+      if (typeof prop === 'string' && prop in overrides) return overrides[prop];
       const value: unknown = Reflect.get(target, prop, target);
-      return typeof value === 'function' ? value.bind(target) : value;
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        const result = (value as (...a: unknown[]) => unknown).apply(target, args);
+        if (result instanceof Promise) result.catch(() => {});
+        return result;
+      };
     },
   });
 }
@@ -146,6 +165,13 @@ export function attachSockets(httpServer: HttpServer, deps: Deps) {
 
   io.on('connection', (socket) => {
     void socket.join([userRoom(socket.data.userId), sessionRoom(socket.data.sessionId)]);
+    // The rooms of the group tasks they are in (later changes join and leave through the adapter).
+    deps.groups.groupIdsOf(socket.data.userId).then(
+      (ids) => {
+        if (ids.length && socket.connected) void socket.join(ids.map(groupRoom));
+      },
+      (err) => log.warn({ err }, 'could not join group rooms'),
+    );
     // Armed only once connected: a handshake the client abandons never fires 'disconnect' to clear it.
     // Measured on the clock that validated the token, so an injected clock does not cut sockets off.
     const { expiresAt } = socket.data;

@@ -7,6 +7,8 @@
  * Outcomes are strings: the status, then for a problem its `code` ('404 not_found'), or what the
  * operation says about the body ('200 full', '200 listed').
  */
+
+import { uuidv7 } from 'uuidv7';
 import type { Deps } from '../../src/deps.js';
 import { aUser, signIn } from '../helpers.js';
 
@@ -89,6 +91,8 @@ export const actors: Record<string, ActorDef> = {
       return p;
     },
   },
+  /** A fellow member of the owner's group task (the setup puts them in it); not a friend. */
+  member: { make: (w) => newPerson(w) },
   /** Signed in and verified, with no relation to the owner. */
   stranger: { make: (w) => newPerson(w) },
   /** Someone the owner blocked. */
@@ -164,7 +168,81 @@ function search(discoverable: boolean): Resource {
   };
 }
 
+/** A group task the owner made; a second person, `member`, is in it too. */
+function groupTask(visibility: 'public' | 'private', skip: string[] = []): Resource {
+  const url = (w: World, rest = '') => `/v1/group-tasks/${w.vars.groupId}${rest}`;
+  return {
+    async setup(w) {
+      const [owner, member] = [await w.someone('owner'), await w.someone('member')];
+      // Made in one statement (the service's create is covered in test/groups.test.ts): the owner
+      // and a second member, as if invited and accepted.
+      w.vars.groupId = uuidv7();
+      await w.deps.db.query(
+        `WITH g AS (
+           INSERT INTO group_tasks (id, owner_id, title, visibility, due_at, created_at, updated_at)
+           VALUES ($1, $2, 'Race', $4, now() + interval '1 hour', now(), now()) RETURNING id)
+         INSERT INTO group_members (group_task_id, user_id, role, joined_at)
+         SELECT g.id, m.user_id, m.role, now() FROM g,
+           (VALUES ($2::uuid, 'owner'), ($3::uuid, 'member')) AS m (user_id, role)`,
+        [w.vars.groupId, owner.userId, member.userId, visibility],
+      );
+    },
+    get operations() {
+      return Object.fromEntries(
+        Object.entries(groupOperations(url)).filter(([name]) => !skip.includes(name)),
+      );
+    },
+  };
+}
+
+function groupOperations(url: (w: World, rest?: string) => string): Record<string, Operation> {
+  return {
+    read: { request: (w) => ({ method: 'GET', url: url(w) }) },
+    edit: { request: (w) => ({ method: 'PATCH', url: url(w), body: { title: 'Edited' } }) },
+    delete: { request: (w) => ({ method: 'DELETE', url: url(w) }) },
+    join: { request: (w) => ({ method: 'POST', url: url(w, '/join') }) },
+    complete: { request: (w) => ({ method: 'POST', url: url(w, '/complete') }) },
+    'remove the member': {
+      request: async (w) => ({
+        method: 'DELETE',
+        url: url(w, `/members/${(await w.someone('member')).userId}`),
+      }),
+    },
+  };
+}
+
 export const resources: Record<string, Resource> = {
+  'group task (private)': groupTask('private'),
+  // Public: the rows that differ from private; test/groups.test.ts covers the rest.
+  'group task (public)': groupTask('public', ['delete', 'join', 'remove the member']),
+
+  /** A pending invitation from the owner to their friend (the recipient of this row). */
+  'group invitation': {
+    async setup(w) {
+      const [owner, friend] = [await w.someone('owner'), await w.someone('friend')];
+      const made = await w.deps.groups.create(owner.userId, {
+        title: 'Race',
+        visibility: 'private',
+        dueAt: new Date(w.deps.clock.now().getTime() + 3600_000).toISOString(),
+        inviteUserIds: [friend.userId],
+      });
+      w.vars.groupId = made.body.id;
+      w.vars.invitationId = (await w.deps.groups.listInvitations(friend.userId)).items[0]?.id ?? '';
+    },
+    operations: {
+      accept: {
+        request: (w) => ({ method: 'POST', url: `/v1/group-invitations/${w.vars.invitationId}/accept` }),
+      },
+      'invite the stranger': {
+        request: async (w) => ({
+          method: 'POST',
+          url: `/v1/group-tasks/${w.vars.groupId}/invitations`,
+          body: { userIds: [(await w.someone('stranger')).userId] },
+        }),
+      },
+    },
+  },
+
   'user profile (public)': profile('public'),
   'user profile (friends)': profile('friends'),
   'user profile (private)': profile('private'),
@@ -289,7 +367,43 @@ const onlyFor = (allowed: string, outcome: string, others: string, actorsHere: s
 const REQUEST_ACTORS = ['owner', 'recipient', 'friend', 'stranger', 'blocked', 'blocker'];
 const OTHER_ACTORS = ['owner', 'friend', 'stranger', 'blocked', 'blocker'];
 
+/**
+ * Group tasks: the owner, a fellow member (the friend, for invitations), and everyone else (hidden
+ * when private). Blocks play no part in group tasks, so the stranger stands for all outsiders; the unverified caller is checked on
+ * one operation (the same route option guards them all).
+ */
+const group = (
+  owner: string,
+  member: string,
+  others: string,
+  memberActor = 'member',
+): Record<string, string> => ({
+  owner,
+  [memberActor]: member,
+  stranger: others,
+  deleted: SIGNED_OUT,
+  anonymous: SIGNED_OUT,
+});
+
 export const matrix: Row[] = [
+  ...cells('group task (private)', 'read', { ...group('200', '200', NOT_FOUND), unverified: UNVERIFIED }),
+  ...cells('group task (private)', 'edit', group('200', '403 not_group_admin', NOT_FOUND)),
+  ...cells('group task (private)', 'delete', group('204', '403 not_group_owner', NOT_FOUND)),
+  ...cells('group task (private)', 'join', group('200', '200', NOT_FOUND)),
+  ...cells('group task (private)', 'complete', group('200', '200', NOT_FOUND)),
+  ...cells('group task (private)', 'remove the member', group('204', '403 not_group_admin', NOT_FOUND)),
+  ...cells('group task (public)', 'read', group('200', '200', '200')),
+  ...cells('group task (public)', 'edit', group('200', '403 not_group_admin', '403 not_group_admin')),
+  ...cells('group task (public)', 'complete', group('200', '200', '403 not_member')),
+  ...cells('group invitation', 'accept', group(NOT_FOUND, '200', NOT_FOUND, 'friend')),
+  // Only the owner or an admin invites (the stranger is not the owner's friend); a pending invitee
+  // is not a member yet, so the private group stays hidden from them.
+  ...cells(
+    'group invitation',
+    'invite the stranger',
+    group('403 not_friends', NOT_FOUND, NOT_FOUND, 'friend'),
+  ),
+
   ...cells(
     'user profile (public)',
     'read',

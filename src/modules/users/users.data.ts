@@ -10,6 +10,7 @@ import type { Realtime } from '../../realtime/port.js';
 import type { AccountsService } from '../accounts/accounts.service.js';
 import type { DailiesService } from '../dailies/dailies.service.js';
 import type { FriendsService } from '../friends/friends.service.js';
+import type { GroupsService } from '../groups/groups.service.js';
 import type { StatsService } from '../stats/stats.service.js';
 import type { TasksService } from '../tasks/tasks.service.js';
 
@@ -33,6 +34,7 @@ export function makeAccountDataService(deps: {
   dailies: Pick<DailiesService, 'exportFor'>;
   stats: Pick<StatsService, 'exportFor' | 'changed'>;
   friends: Pick<FriendsService, 'exportFor'>;
+  groups: Pick<GroupsService, 'releaseOwned'>;
 }) {
   return {
     async exportAccount(userId: string) {
@@ -64,6 +66,8 @@ export function makeAccountDataService(deps: {
       const user = await deps.accounts.confirmPassword(principal, password);
       await deps.db.tx(async (tx) => {
         if (user.avatarKey) await deps.outbox.add(tx, PURGE_FILES_JOB, { keys: [user.avatarKey] });
+        // Group tasks they own pass to the earliest other member, or go when nobody else is in.
+        await deps.groups.releaseOwned(tx, user.id);
         await deps.accounts.deleteUserRow(tx, user.id);
         deps.stats.changed(tx, user.id);
         tx.afterCommit(() => deps.realtime.endUser(user.id));

@@ -1,0 +1,317 @@
+import type { Queryable } from '../../lib/db.js';
+import type { GroupRole } from './groups.schemas.js';
+
+export interface GroupRow {
+  id: string;
+  ownerId: string;
+  title: string;
+  description: string;
+  visibility: 'public' | 'private';
+  priority: 'low' | 'medium' | 'high';
+  dueAt: Date;
+  status: 'open' | 'closed';
+  closedAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface GroupView extends GroupRow {
+  memberCount: number;
+  myRole: GroupRole | null;
+}
+
+export interface MemberRow {
+  userId: string;
+  username: string;
+  role: GroupRole;
+  joinedAt: Date;
+  completedAt: Date | null;
+  rank: number | null;
+}
+
+export interface InvitationRow {
+  id: string;
+  groupTaskId: string;
+  groupTitle: string;
+  fromUserId: string;
+  toUserId: string;
+  status: 'pending' | 'accepted' | 'declined' | 'cancelled';
+  createdAt: Date;
+}
+
+const G = `g.id, g.owner_id, g.title, g.description, g.visibility, g.priority, g.due_at, g.status, g.closed_at,
+  g.created_at, g.updated_at`;
+const VIEW = `${G},
+  (SELECT count(*)::int FROM group_members c WHERE c.group_task_id = g.id) AS member_count,
+  (SELECT m.role FROM group_members m WHERE m.group_task_id = g.id AND m.user_id = $1) AS my_role`;
+
+export async function insertGroup(
+  q: Queryable,
+  g: Omit<GroupRow, 'status' | 'closedAt' | 'updatedAt'>,
+): Promise<void> {
+  await q.query(
+    `INSERT INTO group_tasks (id, owner_id, title, description, visibility, priority, due_at, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`,
+    [g.id, g.ownerId, g.title, g.description, g.visibility, g.priority, g.dueAt, g.createdAt],
+  );
+}
+
+/** The group task; `lock` holds its row (ranks and membership changes serialise on it). */
+export async function findGroup(q: Queryable, id: string, opts: { lock?: boolean } = {}) {
+  const { rows } = await q.query<GroupRow>(
+    `SELECT ${G} FROM group_tasks g WHERE g.id = $1${opts.lock ? ' FOR UPDATE' : ''}`,
+    [id],
+  );
+  return rows[0];
+}
+
+export async function viewGroup(q: Queryable, viewerId: string, id: string) {
+  const { rows } = await q.query<GroupView>(`SELECT ${VIEW} FROM group_tasks g WHERE g.id = $2`, [
+    viewerId,
+    id,
+  ]);
+  return rows[0];
+}
+
+export async function findMember(q: Queryable, groupId: string, userId: string) {
+  const { rows } = await q.query<MemberRow>(
+    `SELECT m.user_id, '' AS username, m.role, m.joined_at, m.completed_at, m.rank
+       FROM group_members m WHERE m.group_task_id = $1 AND m.user_id = $2`,
+    [groupId, userId],
+  );
+  return rows[0];
+}
+
+/** Adds the member and their place in the group conversation; false when already a member. */
+export async function addMember(
+  q: Queryable,
+  groupId: string,
+  userId: string,
+  role: GroupRole,
+  now: Date,
+): Promise<boolean> {
+  const { rowCount } = await q.query(
+    `INSERT INTO group_members (group_task_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4)
+     ON CONFLICT DO NOTHING`,
+    [groupId, userId, role, now],
+  );
+  if (rowCount === 0) return false;
+  await q.query(
+    `INSERT INTO conversation_members (conversation_id, user_id, joined_at)
+     SELECT c.id, $2, $3 FROM conversations c WHERE c.group_task_id = $1 ON CONFLICT DO NOTHING`,
+    [groupId, userId, now],
+  );
+  return true;
+}
+
+export async function removeMember(q: Queryable, groupId: string, userId: string): Promise<boolean> {
+  const { rowCount } = await q.query('DELETE FROM group_members WHERE group_task_id = $1 AND user_id = $2', [
+    groupId,
+    userId,
+  ]);
+  await q.query(
+    `DELETE FROM conversation_members cm USING conversations c
+      WHERE cm.conversation_id = c.id AND c.group_task_id = $1 AND cm.user_id = $2`,
+    [groupId, userId],
+  );
+  return rowCount > 0;
+}
+
+export async function insertConversation(q: Queryable, id: string, groupId: string, now: Date) {
+  await q.query(
+    `INSERT INTO conversations (id, kind, group_task_id, created_at) VALUES ($1, 'group', $2, $3)`,
+    [id, groupId, now],
+  );
+}
+
+/** Next rank = one past the highest given (gapless while nobody who finished leaves). Needs the group lock. */
+export async function markCompleted(q: Queryable, groupId: string, userId: string, now: Date) {
+  const { rows } = await q.query<{ rank: number; completedAt: Date }>(
+    `UPDATE group_members SET completed_at = $3,
+            rank = (SELECT coalesce(max(rank), 0) + 1 FROM group_members WHERE group_task_id = $1)
+      WHERE group_task_id = $1 AND user_id = $2 AND completed_at IS NULL
+      RETURNING rank, completed_at`,
+    [groupId, userId, now],
+  );
+  return rows[0];
+}
+
+const MEMBER_COLS = 'm.user_id, u.username, m.role, m.joined_at, m.completed_at, m.rank';
+
+export async function listMembers(q: Queryable, groupId: string, order: 'joined' | 'rank') {
+  const orderBy =
+    order === 'rank' ? 'm.rank ASC NULLS LAST, m.joined_at, m.user_id' : 'm.joined_at, m.user_id';
+  const { rows } = await q.query<MemberRow>(
+    `SELECT ${MEMBER_COLS} FROM group_members m JOIN users u ON u.id = m.user_id
+      WHERE m.group_task_id = $1 ORDER BY ${orderBy}`,
+    [groupId],
+  );
+  return rows;
+}
+
+export async function updateGroup(
+  q: Queryable,
+  id: string,
+  c: Partial<Pick<GroupRow, 'title' | 'description' | 'visibility' | 'priority' | 'dueAt'>>,
+  now: Date,
+) {
+  await q.query(
+    `UPDATE group_tasks SET title = coalesce($2, title), description = coalesce($3, description),
+            visibility = coalesce($4, visibility), priority = coalesce($5, priority),
+            due_at = coalesce($6, due_at), updated_at = $7
+      WHERE id = $1`,
+    [
+      id,
+      c.title ?? null,
+      c.description ?? null,
+      c.visibility ?? null,
+      c.priority ?? null,
+      c.dueAt ?? null,
+      now,
+    ],
+  );
+}
+
+export async function closeGroup(q: Queryable, id: string, now: Date): Promise<boolean> {
+  const { rowCount } = await q.query(
+    `UPDATE group_tasks SET status = 'closed', closed_at = $2, updated_at = $2 WHERE id = $1 AND status = 'open'`,
+    [id, now],
+  );
+  return rowCount > 0;
+}
+
+export async function deleteGroup(q: Queryable, id: string) {
+  await q.query('DELETE FROM group_tasks WHERE id = $1', [id]);
+}
+
+export async function setOwner(q: Queryable, id: string, userId: string, now: Date) {
+  await q.query('UPDATE group_tasks SET owner_id = $2, updated_at = $3 WHERE id = $1', [id, userId, now]);
+  await q.query(`UPDATE group_members SET role = 'owner' WHERE group_task_id = $1 AND user_id = $2`, [
+    id,
+    userId,
+  ]);
+}
+
+export async function ownedGroupIds(q: Queryable, userId: string): Promise<string[]> {
+  const { rows } = await q.query<{ id: string }>(
+    'SELECT id FROM group_tasks WHERE owner_id = $1 ORDER BY id FOR UPDATE',
+    [userId],
+  );
+  return rows.map((r) => r.id);
+}
+
+export async function groupIdsOf(q: Queryable, userId: string): Promise<string[]> {
+  const { rows } = await q.query<{ groupTaskId: string }>(
+    'SELECT group_task_id FROM group_members WHERE user_id = $1',
+    [userId],
+  );
+  return rows.map((r) => r.groupTaskId);
+}
+
+export interface Position {
+  createdAt: Date;
+  id: string;
+}
+
+export async function listGroups(
+  q: Queryable,
+  o: {
+    userId: string;
+    scope: 'mine' | 'public';
+    status?: 'open' | 'closed';
+    q?: string;
+    now: Date;
+    after?: Position;
+    limit: number;
+  },
+) {
+  const params: unknown[] = [o.userId];
+  const where: string[] = [];
+  if (o.scope === 'mine') {
+    where.push('EXISTS (SELECT 1 FROM group_members me WHERE me.group_task_id = g.id AND me.user_id = $1)');
+    if (o.status) {
+      params.push(o.status);
+      where.push(`g.status = $${params.length}`);
+    }
+  } else {
+    params.push(o.now);
+    where.push(
+      `g.visibility = 'public' AND g.status = 'open' AND g.due_at > $${params.length}`,
+      'NOT EXISTS (SELECT 1 FROM group_members me WHERE me.group_task_id = g.id AND me.user_id = $1)',
+    );
+    if (o.status === 'closed') where.push('false');
+  }
+  if (o.q) {
+    params.push(`%${o.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+    where.push(`g.title ILIKE $${params.length}`);
+  }
+  if (o.after) {
+    params.push(o.after.createdAt, o.after.id);
+    where.push(`(g.created_at, g.id) < ($${params.length - 1}, $${params.length})`);
+  }
+  params.push(o.limit);
+  const { rows } = await q.query<GroupView>(
+    `SELECT ${VIEW} FROM group_tasks g WHERE ${where.join(' AND ')}
+      ORDER BY g.created_at DESC, g.id DESC LIMIT $${params.length}`,
+    params,
+  );
+  return rows;
+}
+
+const INV = `i.id, i.group_task_id, g.title AS group_title, i.from_user_id, i.to_user_id, i.status, i.created_at`;
+
+/** New pending invitations; people already invited (pending) are skipped. */
+export async function insertInvitation(
+  q: Queryable,
+  i: { id: string; groupId: string; fromUserId: string; toUserId: string; now: Date },
+) {
+  await q.query(
+    `INSERT INTO group_invitations (id, group_task_id, from_user_id, to_user_id, created_at)
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+    [i.id, i.groupId, i.fromUserId, i.toUserId, i.now],
+  );
+}
+
+export async function pendingInvitationsFor(q: Queryable, groupId: string, userIds: string[]) {
+  const { rows } = await q.query<InvitationRow>(
+    `SELECT ${INV} FROM group_invitations i JOIN group_tasks g ON g.id = i.group_task_id
+      WHERE i.group_task_id = $1 AND i.to_user_id = ANY($2::uuid[]) AND i.status = 'pending'
+      ORDER BY i.created_at, i.id`,
+    [groupId, userIds],
+  );
+  return rows;
+}
+
+export async function listIncoming(q: Queryable, userId: string, limit: number) {
+  const { rows } = await q.query<InvitationRow>(
+    `SELECT ${INV} FROM group_invitations i JOIN group_tasks g ON g.id = i.group_task_id
+      WHERE i.to_user_id = $1 AND i.status = 'pending' ORDER BY i.created_at DESC, i.id DESC LIMIT $2`,
+    [userId, limit],
+  );
+  return rows;
+}
+
+export async function findInvitation(q: Queryable, id: string, toUserId: string) {
+  const { rows } = await q.query<InvitationRow>(
+    `SELECT ${INV} FROM group_invitations i JOIN group_tasks g ON g.id = i.group_task_id
+      WHERE i.id = $1 AND i.to_user_id = $2 FOR UPDATE OF i`,
+    [id, toUserId],
+  );
+  return rows[0];
+}
+
+export async function answerInvitation(q: Queryable, id: string, status: 'accepted' | 'declined', now: Date) {
+  await q.query(
+    `UPDATE group_invitations SET status = $2, responded_at = $3 WHERE id = $1 AND status = 'pending'`,
+    [id, status, now],
+  );
+}
+
+/** Pending invitations of a member who joined some other way are moot. */
+export async function settleInvitations(q: Queryable, groupId: string, userId: string, now: Date) {
+  await q.query(
+    `UPDATE group_invitations SET status = 'accepted', responded_at = $3
+      WHERE group_task_id = $1 AND to_user_id = $2 AND status = 'pending'`,
+    [groupId, userId, now],
+  );
+}

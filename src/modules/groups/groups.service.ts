@@ -1,0 +1,470 @@
+import type { Logger } from 'pino';
+import { uuidv7 } from 'uuidv7';
+import type { Clock } from '../../lib/clock.js';
+import type { Db, Queryable } from '../../lib/db.js';
+import { AppError, conflict, forbidden, invalid, notFound } from '../../lib/errors.js';
+import { type IdempotencyKey, idempotent, type Outcome } from '../../lib/idempotency.js';
+import type { Outbox } from '../../lib/outbox.js';
+import { groupRoom, type Io, type Realtime, userRoom } from '../../realtime/port.js';
+import type { AccountsService } from '../accounts/accounts.service.js';
+import type { FriendsService } from '../friends/friends.service.js';
+import type { StatsService } from '../stats/stats.service.js';
+import type { GroupRow, GroupView, InvitationRow, MemberRow } from './groups.repo.js';
+import * as repo from './groups.repo.js';
+import type {
+  CloseDuePayload,
+  Completion,
+  CreateGroupTask,
+  GroupTask,
+  GroupTaskList,
+  Invitation,
+  InvitationList,
+  ListGroupTasksQuery,
+  Member,
+  MemberList,
+  UpdateGroupTask,
+} from './groups.schemas.js';
+
+export const CLOSE_DUE_JOB = 'groups.close_due';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+/** Points at close (PRODUCT.md): with more than 3 members 30/20/10 for the podium, 5 for later finishers. */
+export function pointsFor(rank: number, memberCount: number): number {
+  if (memberCount > 3) return rank === 1 ? 30 : rank === 2 ? 20 : rank === 3 ? 10 : 5;
+  return 5;
+}
+
+const toGroup = (r: GroupView): GroupTask => ({
+  id: r.id,
+  ownerId: r.ownerId,
+  title: r.title,
+  description: r.description,
+  visibility: r.visibility,
+  priority: r.priority,
+  dueAt: r.dueAt.toISOString(),
+  status: r.status,
+  closedAt: iso(r.closedAt),
+  createdAt: r.createdAt.toISOString(),
+  updatedAt: r.updatedAt.toISOString(),
+  memberCount: r.memberCount,
+  myRole: r.myRole,
+});
+
+const toMember = (m: MemberRow): Member => ({
+  userId: m.userId,
+  username: m.username,
+  role: m.role,
+  joinedAt: m.joinedAt.toISOString(),
+  completedAt: iso(m.completedAt),
+  rank: m.rank,
+});
+
+const toInvitation = (i: InvitationRow): Invitation => ({
+  id: i.id,
+  groupTaskId: i.groupTaskId,
+  groupTitle: i.groupTitle,
+  fromUserId: i.fromUserId,
+  toUserId: i.toUserId,
+  status: i.status,
+  createdAt: i.createdAt.toISOString(),
+});
+
+const groupNotFound = () => notFound('group task');
+const closed = () => conflict('group_closed', 'This group task is closed.');
+
+function futureInstant(value: string, now: Date, field: string): Date {
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime()))
+    throw invalid('validation_failed', `${field} is not a valid instant.`, [
+      { field, message: 'is not a valid instant' },
+    ]);
+  if (d.getTime() <= now.getTime())
+    throw invalid('due_in_past', 'dueAt must be in the future.', [{ field, message: 'is in the past' }]);
+  return d;
+}
+
+function encodeCursor(r: GroupRow): string {
+  return Buffer.from(JSON.stringify({ c: r.createdAt.toISOString(), i: r.id })).toString('base64url');
+}
+
+function decodeCursor(cursor: string): repo.Position {
+  const bad = () =>
+    invalid('invalid_cursor', 'The cursor is not one this list handed out.', [
+      { field: 'query/cursor', message: 'is invalid' },
+    ]);
+  let p: { c?: unknown; i?: unknown };
+  try {
+    p = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw bad();
+  }
+  if (!p || typeof p.c !== 'string' || !ISO.test(p.c) || typeof p.i !== 'string' || !UUID.test(p.i))
+    throw bad();
+  const createdAt = new Date(p.c);
+  if (Number.isNaN(createdAt.getTime())) throw bad();
+  return { createdAt, id: p.i };
+}
+
+export type GroupsService = ReturnType<typeof makeGroupsService>;
+
+export function makeGroupsService(deps: {
+  db: Db;
+  clock: Clock;
+  outbox: Outbox;
+  io: Io;
+  realtime: Realtime;
+  accounts: Pick<AccountsService, 'dayCalendar'>;
+  stats: Pick<StatsService, 'award' | 'changed'>;
+  friends: Pick<FriendsService, 'areFriends'>;
+  log: Logger;
+}) {
+  const { db, clock, outbox, io, realtime, accounts, stats, friends, log } = deps;
+
+  // Room membership follows group membership on every node (the adapter carries it).
+  const joinRoom = (userId: string, groupId: string) =>
+    io.in(userRoom(userId)).socketsJoin(groupRoom(groupId));
+  const leaveRoom = (userId: string, groupId: string) =>
+    io.in(userRoom(userId)).socketsLeave(groupRoom(groupId));
+
+  /**
+   * The group and the caller's membership. Not visible (private, not a member) → 404; visible but
+   * not allowed → 403 with `code`.
+   */
+  async function access(q: Queryable, userId: string, id: string, opts: { lock?: boolean } = {}) {
+    if (!UUID.test(id)) throw groupNotFound();
+    const group = await repo.findGroup(q, id, opts);
+    if (!group) throw groupNotFound();
+    const member = await repo.findMember(q, id, userId);
+    if (!member && group.visibility !== 'public') throw groupNotFound();
+    return { group, member };
+  }
+
+  const requireRole = (member: MemberRow | undefined, roles: string[], code: string, what: string) => {
+    if (!member || !roles.includes(member.role)) throw forbidden(code, what);
+    return member;
+  };
+
+  async function view(q: Queryable, userId: string, id: string): Promise<GroupTask> {
+    const v = await repo.viewGroup(q, userId, id);
+    if (!v) throw groupNotFound();
+    return toGroup(v);
+  }
+
+  async function scheduleClose(q: Queryable, groupId: string, dueAt: Date, now: Date) {
+    await outbox.add(
+      q,
+      CLOSE_DUE_JOB,
+      { groupTaskId: groupId },
+      { delayMs: Math.max(0, dueAt.getTime() - now.getTime()) },
+    );
+  }
+
+  /** Closes the locked group and pays each finisher once (the ledger is unique per source key). */
+  async function closeLocked(q: Queryable, group: GroupRow, now: Date): Promise<boolean> {
+    if (!(await repo.closeGroup(q, group.id, now))) return false;
+    const members = await repo.listMembers(q, group.id, 'rank');
+    for (const m of members) {
+      if (m.rank === null) continue;
+      const localDate = (await accounts.dayCalendar(m.userId, q)).dateOf(now);
+      await stats.award(q, {
+        userId: m.userId,
+        source: 'group_rank',
+        sourceKey: group.id,
+        points: pointsFor(m.rank, members.length),
+        localDate,
+      });
+      stats.changed(q, m.userId);
+    }
+    q.afterCommit(() => {
+      log.info({ groupTaskId: group.id }, 'group task closed');
+      realtime.toRoom(groupRoom(group.id), 'group:closed', { groupTaskId: group.id });
+    });
+    return true;
+  }
+
+  /** Removes a member in `q`; the owner's leaving hands the group over (or deletes it when empty). */
+  async function dropMember(q: Queryable, group: GroupRow, userId: string, now: Date) {
+    if (!(await repo.removeMember(q, group.id, userId))) return;
+    if (group.ownerId === userId) {
+      const next = (await repo.listMembers(q, group.id, 'joined'))[0];
+      if (next) await repo.setOwner(q, group.id, next.userId, now);
+      else {
+        await repo.deleteGroup(q, group.id);
+        q.afterCommit(() => io.in(groupRoom(group.id)).socketsLeave(groupRoom(group.id)));
+      }
+    }
+    q.afterCommit(async () => {
+      // Out of the room first, and the notice skips them anyway (A4: no group events after removal).
+      leaveRoom(userId, group.id);
+      io.to(groupRoom(group.id)).except(userRoom(userId)).emit('group:member_left', {
+        groupTaskId: group.id,
+        userId,
+      });
+    });
+  }
+
+  async function addMemberLocked(q: Queryable, group: GroupRow, userId: string, now: Date) {
+    if (!(await repo.addMember(q, group.id, userId, 'member', now))) return false;
+    await repo.settleInvitations(q, group.id, userId, now);
+    q.afterCommit(() => {
+      joinRoom(userId, group.id);
+      realtime.toRoom(groupRoom(group.id), 'group:member_joined', { groupTaskId: group.id, userId });
+    });
+    return true;
+  }
+
+  async function invite(q: Queryable, group: GroupRow, fromUserId: string, userIds: string[], now: Date) {
+    for (const to of userIds) {
+      if (to === fromUserId) throw invalid('cannot_invite_self', 'You cannot invite yourself.');
+      if (!(await friends.areFriends(fromUserId, to, q)))
+        throw forbidden('not_friends', 'Invitations go to friends only.');
+    }
+    for (const to of userIds) {
+      if (await repo.findMember(q, group.id, to)) continue;
+      await repo.insertInvitation(q, { id: uuidv7(), groupId: group.id, fromUserId, toUserId: to, now });
+    }
+    return repo.pendingInvitationsFor(q, group.id, userIds);
+  }
+
+  return {
+    create(userId: string, input: CreateGroupTask, key?: IdempotencyKey): Promise<Outcome<GroupTask>> {
+      const now = clock.now();
+      return idempotent(db, key, now, async (tx) => {
+        const dueAt = futureInstant(input.dueAt, now, 'body/dueAt');
+        const id = uuidv7();
+        await repo.insertGroup(tx, {
+          id,
+          ownerId: userId,
+          title: input.title.trim(),
+          description: input.description ?? '',
+          visibility: input.visibility,
+          priority: input.priority ?? 'medium',
+          dueAt,
+          createdAt: now,
+        });
+        await repo.insertConversation(tx, uuidv7(), id, now);
+        await repo.addMember(tx, id, userId, 'owner', now);
+        const group = (await repo.findGroup(tx, id)) as GroupRow;
+        if (input.inviteUserIds?.length) await invite(tx, group, userId, input.inviteUserIds, now);
+        await scheduleClose(tx, id, dueAt, now);
+        tx.afterCommit(() => joinRoom(userId, id));
+        return { status: 201, body: await view(tx, userId, id) };
+      });
+    },
+
+    async get(userId: string, id: string): Promise<GroupTask> {
+      await access(db, userId, id);
+      return view(db, userId, id);
+    },
+
+    async list(userId: string, query: ListGroupTasksQuery): Promise<GroupTaskList> {
+      const limit = query.limit ?? 20;
+      const rows = await repo.listGroups(db, {
+        userId,
+        scope: query.scope ?? 'mine',
+        ...(query.status ? { status: query.status } : {}),
+        ...(query.q ? { q: query.q } : {}),
+        now: clock.now(),
+        ...(query.cursor ? { after: decodeCursor(query.cursor) } : {}),
+        limit: limit + 1,
+      });
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return {
+        items: page.map(toGroup),
+        nextCursor: rows.length > limit && last ? encodeCursor(last) : null,
+      };
+    },
+
+    async update(userId: string, id: string, patch: UpdateGroupTask): Promise<GroupTask> {
+      const now = clock.now();
+      return db.tx(async (tx) => {
+        const { group, member } = await access(tx, userId, id, { lock: true });
+        requireRole(member, ['owner', 'admin'], 'not_group_admin', 'Only the owner or an admin may edit.');
+        if (group.status === 'closed') throw closed();
+        const dueAt =
+          patch.dueAt === undefined || new Date(patch.dueAt).getTime() === group.dueAt.getTime()
+            ? undefined
+            : futureInstant(patch.dueAt, now, 'body/dueAt');
+        await repo.updateGroup(
+          tx,
+          id,
+          {
+            ...(patch.title !== undefined ? { title: patch.title.trim() } : {}),
+            ...(patch.description !== undefined ? { description: patch.description } : {}),
+            ...(patch.visibility !== undefined ? { visibility: patch.visibility } : {}),
+            ...(patch.priority !== undefined ? { priority: patch.priority } : {}),
+            ...(dueAt ? { dueAt } : {}),
+          },
+          now,
+        );
+        if (dueAt) await scheduleClose(tx, id, dueAt, now);
+        tx.afterCommit(() => realtime.toRoom(groupRoom(id), 'group:updated', { groupTaskId: id }));
+        return view(tx, userId, id);
+      });
+    },
+
+    async remove(userId: string, id: string): Promise<void> {
+      await db.tx(async (tx) => {
+        const { member } = await access(tx, userId, id, { lock: true });
+        requireRole(member, ['owner'], 'not_group_owner', 'Only the owner may delete the group task.');
+        await repo.deleteGroup(tx, id);
+        tx.afterCommit(() => {
+          realtime.toRoom(groupRoom(id), 'group:closed', { groupTaskId: id });
+          io.in(groupRoom(id)).socketsLeave(groupRoom(id));
+        });
+      });
+    },
+
+    async invite(userId: string, id: string, userIds: string[]): Promise<InvitationList> {
+      const now = clock.now();
+      return db.tx(async (tx) => {
+        const { group, member } = await access(tx, userId, id, { lock: true });
+        requireRole(member, ['owner', 'admin'], 'not_group_admin', 'Only the owner or an admin may invite.');
+        if (group.status === 'closed') throw closed();
+        const items = await invite(tx, group, userId, userIds, now);
+        return { items: items.map(toInvitation) };
+      });
+    },
+
+    async listInvitations(userId: string): Promise<InvitationList> {
+      return { items: (await repo.listIncoming(db, userId, 100)).map(toInvitation) };
+    },
+
+    async answer(userId: string, invitationId: string, answer: 'accepted' | 'declined'): Promise<Invitation> {
+      if (!UUID.test(invitationId)) throw notFound('invitation');
+      const now = clock.now();
+      return db.tx(async (tx) => {
+        const found = await repo.findInvitation(tx, invitationId, userId);
+        if (!found) throw notFound('invitation');
+        if (found.status === answer) return toInvitation(found);
+        if (found.status !== 'pending')
+          throw conflict('invitation_answered', `This invitation was already ${found.status}.`);
+        if (answer === 'accepted') {
+          const group = (await repo.findGroup(tx, found.groupTaskId, { lock: true })) as GroupRow;
+          if (group.status === 'closed') throw closed();
+          await repo.answerInvitation(tx, invitationId, answer, now);
+          await addMemberLocked(tx, group, userId, now);
+        } else await repo.answerInvitation(tx, invitationId, answer, now);
+        return toInvitation({ ...found, status: answer });
+      });
+    },
+
+    async join(userId: string, id: string): Promise<GroupTask> {
+      const now = clock.now();
+      return db.tx(async (tx) => {
+        const { group, member } = await access(tx, userId, id, { lock: true });
+        if (!member) {
+          if (group.status === 'closed') throw closed();
+          if (group.dueAt.getTime() <= now.getTime())
+            throw conflict('group_past_due', 'This group task is past its due time.');
+          await addMemberLocked(tx, group, userId, now);
+        }
+        return view(tx, userId, id);
+      });
+    },
+
+    async leave(userId: string, id: string): Promise<void> {
+      const now = clock.now();
+      await db.tx(async (tx) => {
+        const { group, member } = await access(tx, userId, id, { lock: true });
+        if (!member) throw forbidden('not_member', 'You are not a member of this group task.');
+        await dropMember(tx, group, userId, now);
+      });
+    },
+
+    async removeMember(userId: string, id: string, targetId: string): Promise<void> {
+      const now = clock.now();
+      await db.tx(async (tx) => {
+        const { group, member } = await access(tx, userId, id, { lock: true });
+        const me = requireRole(
+          member,
+          ['owner', 'admin'],
+          'not_group_admin',
+          'Only the owner or an admin may remove members.',
+        );
+        if (!UUID.test(targetId)) throw notFound('member');
+        const target = await repo.findMember(tx, id, targetId);
+        if (!target) throw notFound('member');
+        if (target.role === 'owner' || (me.role === 'admin' && target.role === 'admin'))
+          throw forbidden('cannot_remove_member', 'That member cannot be removed by you.');
+        await dropMember(tx, group, targetId, now);
+      });
+    },
+
+    async members(userId: string, id: string, order: 'joined' | 'rank'): Promise<MemberList> {
+      await access(db, userId, id);
+      return { items: (await repo.listMembers(db, id, order)).map(toMember) };
+    },
+
+    /**
+     * The caller's rank, given under the group row's lock: one past the highest, so two members
+     * finishing at once never share or skip one. Asking again answers the same rank.
+     */
+    complete(userId: string, id: string, key?: IdempotencyKey): Promise<Outcome<Completion>> {
+      const now = clock.now();
+      return idempotent(db, key, now, async (tx) => {
+        const { group, member } = await access(tx, userId, id, { lock: true });
+        if (!member) throw forbidden('not_member', 'Join the group task first.');
+        if (member.rank !== null && member.completedAt)
+          return { status: 200, body: { rank: member.rank, completedAt: member.completedAt.toISOString() } };
+        if (group.status === 'closed') throw closed();
+        if (group.dueAt.getTime() <= now.getTime())
+          throw conflict('group_past_due', 'This group task is past its due time.');
+        const done = await repo.markCompleted(tx, id, userId, now);
+        if (!done) throw new AppError(500, 'internal', 'completion lost');
+        tx.afterCommit(() =>
+          realtime.toRoom(groupRoom(id), 'group:member_completed', {
+            groupTaskId: id,
+            userId,
+            rank: done.rank,
+          }),
+        );
+        return { status: 200, body: { rank: done.rank, completedAt: done.completedAt.toISOString() } };
+      });
+    },
+
+    async close(userId: string, id: string): Promise<GroupTask> {
+      const now = clock.now();
+      return db.tx(async (tx) => {
+        const { group, member } = await access(tx, userId, id, { lock: true });
+        requireRole(member, ['owner'], 'not_group_owner', 'Only the owner may close the group task.');
+        await closeLocked(tx, group, now);
+        return view(tx, userId, id);
+      });
+    },
+
+    /** The job at dueAt: closes the group if it is due and still open; harmless to run twice. */
+    async closeIfDue(payload: CloseDuePayload): Promise<void> {
+      const now = clock.now();
+      await db.tx(async (tx) => {
+        const group = await repo.findGroup(tx, payload.groupTaskId, { lock: true });
+        if (!group || group.status === 'closed') return;
+        // Early (its due time moved later, or clocks differ): a later job is or gets scheduled.
+        if (group.dueAt.getTime() > now.getTime()) {
+          await scheduleClose(tx, group.id, group.dueAt, now);
+          return;
+        }
+        await closeLocked(tx, group, now);
+      });
+    },
+
+    /** Group ids a user is in (their sockets' rooms). */
+    groupIdsOf: (userId: string) => repo.groupIdsOf(db, userId),
+
+    /**
+     * Account deletion step, inside its transaction: each group task the user owns passes to its
+     * earliest other member, or is deleted when there is none. Their memberships then cascade.
+     */
+    async releaseOwned(q: Queryable, userId: string): Promise<void> {
+      const now = clock.now();
+      for (const id of await repo.ownedGroupIds(q, userId)) {
+        const group = (await repo.findGroup(q, id, { lock: true })) as GroupRow;
+        await dropMember(q, group, userId, now);
+      }
+    },
+  };
+}
