@@ -198,6 +198,7 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     stats,
     friends,
     groups,
+    maa,
   });
 
   return {

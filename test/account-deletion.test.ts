@@ -120,6 +120,9 @@ describe('account deletion (G1)', () => {
     expect(doc.friends).toHaveLength(1);
     expect(doc.friendRequests.length).toBeGreaterThanOrEqual(3);
     expect(doc.blocks).toHaveLength(1);
+    expect(doc.groupTasks).toEqual([]);
+    expect(doc.groupInvitations).toEqual([]);
+    expect(Array.isArray(doc.maaMessages)).toBe(true);
     expect(doc.sessions.length).toBeGreaterThanOrEqual(2);
     expect(JSON.stringify(doc)).not.toMatch(/password_?hash|passwordHash|\$argon2/i);
 

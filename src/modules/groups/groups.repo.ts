@@ -315,3 +315,19 @@ export async function settleInvitations(q: Queryable, groupId: string, userId: s
     [groupId, userId, now],
   );
 }
+
+/** The user's group tasks (owned or joined), memberships and invitations, for export. */
+export async function exportGroups(q: Queryable, userId: string) {
+  const memberships = await q.query(
+    `SELECT g.id, g.title, g.description, g.visibility, g.due_at, g.status, g.owner_id, m.role, m.joined_at,
+            m.completed_at, m.rank
+     FROM group_members m JOIN group_tasks g ON g.id = m.group_task_id WHERE m.user_id = $1 ORDER BY m.joined_at`,
+    [userId],
+  );
+  const invitations = await q.query(
+    `SELECT id, group_task_id, from_user_id, to_user_id, status, created_at FROM group_invitations
+     WHERE from_user_id = $1 OR to_user_id = $1 ORDER BY created_at`,
+    [userId],
+  );
+  return { groupTasks: memberships.rows, groupInvitations: invitations.rows };
+}

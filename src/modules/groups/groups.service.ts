@@ -455,6 +455,8 @@ export function makeGroupsService(deps: {
     /** Group ids a user is in (their sockets' rooms). */
     groupIdsOf: (userId: string) => repo.groupIdsOf(db, userId),
 
+    exportFor: (userId: string) => repo.exportGroups(db, userId),
+
     /**
      * Account deletion step, inside its transaction: each group task the user owns passes to its
      * earliest other member, or is deleted when there is none. Their memberships then cascade.

@@ -53,3 +53,11 @@ export async function listMessages(
       );
   return rows;
 }
+
+export async function exportMessages(q: Queryable, userId: string) {
+  const { rows } = await q.query(
+    'SELECT occasion, tone, locale, text, source, created_at FROM maa_messages WHERE user_id = $1 ORDER BY created_at',
+    [userId],
+  );
+  return rows;
+}

@@ -139,6 +139,8 @@ export function makeMaaService(deps: MaaDeps) {
       return message;
     },
 
+    exportFor: (userId: string) => repo.exportMessages(deps.db, userId),
+
     async history(userId: string, query: MaaHistoryQuery): Promise<MaaHistory> {
       const limit = query.limit ?? 20;
       const after = query.cursor ? decodeCursor(query.cursor) : undefined;

@@ -11,6 +11,7 @@ import type { AccountsService } from '../accounts/accounts.service.js';
 import type { DailiesService } from '../dailies/dailies.service.js';
 import type { FriendsService } from '../friends/friends.service.js';
 import type { GroupsService } from '../groups/groups.service.js';
+import type { MaaService } from '../maa/maa.service.js';
 import type { StatsService } from '../stats/stats.service.js';
 import type { TasksService } from '../tasks/tasks.service.js';
 
@@ -34,16 +35,19 @@ export function makeAccountDataService(deps: {
   dailies: Pick<DailiesService, 'exportFor'>;
   stats: Pick<StatsService, 'exportFor' | 'changed'>;
   friends: Pick<FriendsService, 'exportFor'>;
-  groups: Pick<GroupsService, 'releaseOwned'>;
+  groups: Pick<GroupsService, 'releaseOwned' | 'exportFor'>;
+  maa: Pick<MaaService, 'exportFor'>;
 }) {
   return {
     async exportAccount(userId: string) {
-      const [account, tasks, dailies, scoreEvents, relations] = await Promise.all([
+      const [account, tasks, dailies, scoreEvents, relations, groups, maaMessages] = await Promise.all([
         deps.accounts.exportFor(userId),
         deps.tasks.exportFor(userId),
         deps.dailies.exportFor(userId),
         deps.stats.exportFor(userId),
         deps.friends.exportFor(userId),
+        deps.groups.exportFor(userId),
+        deps.maa.exportFor(userId),
       ]);
       return {
         format: 'taskmaa-export-v1' as const,
@@ -53,6 +57,8 @@ export function makeAccountDataService(deps: {
         ...dailies,
         scoreEvents,
         ...relations,
+        ...groups,
+        maaMessages,
       };
     },
 

@@ -114,6 +114,9 @@ export const AccountExport = T.Object(
     friendRequests: Rows,
     friends: Rows,
     blocks: Rows,
+    groupTasks: Rows,
+    groupInvitations: Rows,
+    maaMessages: Rows,
   },
   { additionalProperties: false },
 );
