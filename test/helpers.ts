@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import pino, { type Logger } from 'pino';
 import { uuidv7 } from 'uuidv7';
@@ -71,6 +72,21 @@ export async function testDb(): Promise<TestDb> {
   return { db, url: undefined, drop: () => db.close() };
 }
 
+/** Deletes every key of one test app's prefix (queues, streams, caches), so runs leave Redis clean. */
+export async function dropRedisPrefix(url: string, prefix: string) {
+  const redis = new Redis(url, { maxRetriesPerRequest: 1 });
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      if (keys.length) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}
+
 /** A logger whose lines the test can read back. */
 export function captureLogs(level = 'info'): { log: Logger; lines: () => Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
@@ -132,6 +148,7 @@ export async function startTestApp(
   const deps = await buildDeps(config, overrides);
   const dropAll = async () => {
     await closeDeps({ ...deps, db: { ...deps.db, close: async () => {} } });
+    if (lane.redisUrl) await dropRedisPrefix(lane.redisUrl, config.REDIS_PREFIX);
     if (!opts.db) await database.drop();
     rmSync(config.dataDirToRemove, { recursive: true, force: true });
   };

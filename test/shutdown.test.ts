@@ -5,7 +5,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { lane, type TestDb, testDb } from './helpers.js';
+import { dropRedisPrefix, lane, type TestDb, testDb } from './helpers.js';
 
 // H1/H5: the real process, a real port, real signals. In the services lane it runs on PostgreSQL and
 // Redis, which also proves the same build serves in production mode.
@@ -33,6 +33,7 @@ async function startServer(env: Record<string, string>): Promise<Child> {
   }
   cleanups.push(async () => {
     await db?.drop();
+    if (lane.redisUrl && modeEnv.REDIS_PREFIX) await dropRedisPrefix(lane.redisUrl, modeEnv.REDIS_PREFIX);
     rmSync(dataDir, { recursive: true, force: true });
   });
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
