@@ -414,7 +414,11 @@ export function bullmqJobs(opts: {
       });
     },
     async close() {
+      await worker?.waitUntilReady().catch(() => {});
       await worker?.close();
+      // BullMQ checks the server (INFO) as it connects and does not catch that command itself;
+      // closing in the middle would leave it to reject unhandled.
+      await queue.waitUntilReady().catch(() => {});
       await queue.close();
     },
   };
