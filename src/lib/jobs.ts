@@ -414,11 +414,13 @@ export function bullmqJobs(opts: {
       });
     },
     async close() {
-      await worker?.waitUntilReady().catch(() => {});
-      await worker?.close();
       // BullMQ checks the server (INFO) as it connects and does not catch that command itself;
-      // closing in the middle would leave it to reject unhandled.
-      await queue.waitUntilReady().catch(() => {});
+      // closing in the middle would leave it to reject unhandled. Bounded: Redis may be unreachable.
+      const settled = (p: Promise<unknown> | undefined) =>
+        Promise.race([p?.catch(() => {}), new Promise((r) => setTimeout(r, 2000).unref())]);
+      await settled(worker?.waitUntilReady());
+      await worker?.close();
+      await settled(queue.waitUntilReady());
       await queue.close();
     },
   };
