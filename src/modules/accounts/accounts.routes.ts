@@ -10,6 +10,7 @@ import {
   signedIn,
 } from '../../http/auth.js';
 import { problemResponse } from '../../http/problem.js';
+import { emptyBodyIsObject, NoContent } from '../../http/schemas.js';
 import { AppError, invalid, notFound, unauthorized } from '../../lib/errors.js';
 import {
   Accepted,
@@ -28,7 +29,6 @@ import {
 } from './accounts.schemas.js';
 import { AVATAR_MAX_BYTES } from './accounts.service.js';
 
-const NoContent = T.Null({ description: 'Done.' });
 const REFRESH_COOKIE_MAX_AGE = 30 * 86400;
 const tags = ['accounts'];
 
@@ -40,11 +40,6 @@ const perIp = {
   refresh: { max: 60, windowMs: 60_000, scope: 'refresh' },
   mail: { max: 5, windowMs: 3600_000, scope: 'mail', onStoreFailure: 0.5 },
   token: { max: 20, windowMs: 3600_000, scope: 'mail-token', onStoreFailure: 0.5 },
-};
-
-// Browsers refresh and log out with the cookie alone, sending no body at all.
-const emptyBodyIsObject = async (request: FastifyRequest) => {
-  request.body ??= {};
 };
 
 const context = (request: FastifyRequest) => ({

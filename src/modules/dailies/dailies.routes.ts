@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type as T } from '@sinclair/typebox';
 import type { Deps } from '../../deps.js';
 import { signedIn } from '../../http/auth.js';
 import { IdempotencyHeaders, idempotencyKey, sendOutcome } from '../../http/idempotency.js';
 import { problemResponse } from '../../http/problem.js';
+import { emptyBodyIsObject, NoContent } from '../../http/schemas.js';
 import {
   CheckIn,
   CheckInBody,
@@ -18,7 +18,6 @@ import {
   UpdateDailyBody,
 } from './dailies.schemas.js';
 
-const NoContent = T.Null({ description: 'Done.' });
 const tags = ['dailies'];
 const missing = (what: string) => problemResponse(`No such ${what} of mine.`);
 
@@ -132,9 +131,7 @@ export const dailiesRoutes =
             422: problemResponse('Idempotency-Key reused with another request.'),
           },
         },
-        preValidation: async (request) => {
-          request.body ??= {};
-        },
+        preValidation: emptyBodyIsObject,
       },
       async (request, reply) =>
         sendOutcome(

@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type as T } from '@sinclair/typebox';
 import type { Deps } from '../../deps.js';
 import { signedIn } from '../../http/auth.js';
 import { IdempotencyHeaders, idempotencyKey, sendOutcome } from '../../http/idempotency.js';
 import { problemResponse } from '../../http/problem.js';
+import { NoContent } from '../../http/schemas.js';
 import {
   BlockBody,
   BlockedUser,
@@ -18,7 +18,6 @@ import {
   UserIdParams,
 } from './friends.schemas.js';
 
-const NoContent = T.Null({ description: 'Done.' });
 const tags = ['friends'];
 // Every social route needs a confirmed email address (403 email_not_verified until then).
 const social = { verified: true } as const;

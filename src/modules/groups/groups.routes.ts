@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type as T } from '@sinclair/typebox';
 import type { Deps } from '../../deps.js';
 import { signedIn } from '../../http/auth.js';
 import { IdempotencyHeaders, idempotencyKey, sendOutcome } from '../../http/idempotency.js';
 import { problemResponse } from '../../http/problem.js';
+import { NoContent } from '../../http/schemas.js';
 import {
   Completion,
   CreateGroupTaskBody,
@@ -20,7 +20,6 @@ import {
   UpdateGroupTaskBody,
 } from './groups.schemas.js';
 
-const NoContent = T.Null({ description: 'Done.' });
 const tags = ['groups'];
 const social = { verified: true } as const;
 const forbidden = problemResponse(

@@ -3,6 +3,7 @@ import { uuidv7 } from 'uuidv7';
 import type { Clock } from '../../lib/clock.js';
 import type { Db, Queryable } from '../../lib/db.js';
 import { AppError, conflict, forbidden, invalid, notFound } from '../../lib/errors.js';
+import { UUID } from '../../lib/formats.js';
 import { type IdempotencyKey, idempotent, type Outcome } from '../../lib/idempotency.js';
 import type { Outbox } from '../../lib/outbox.js';
 import { groupRoom, type Io, type Realtime, userRoom } from '../../realtime/port.js';
@@ -27,7 +28,6 @@ import type {
 
 export const CLOSE_DUE_JOB = 'groups.close_due';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 

@@ -5,6 +5,7 @@ import type { Clock } from '../../lib/clock.js';
 import { wallClock } from '../../lib/days.js';
 import type { Db } from '../../lib/db.js';
 import { invalid } from '../../lib/errors.js';
+import { UUID } from '../../lib/formats.js';
 import type { RateLimiter } from '../../lib/ratelimit.js';
 import type { Realtime } from '../../realtime/port.js';
 import type { AccountsService } from '../accounts/accounts.service.js';
@@ -167,8 +168,6 @@ export function makeMaaService(deps: MaaDeps) {
     },
   };
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function decodeCursor(cursor: string): { createdAt: Date; id: string } {
   const bad = () =>

@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type as T } from '@sinclair/typebox';
 import type { Deps } from '../../deps.js';
 import { signedIn } from '../../http/auth.js';
 import { IdempotencyHeaders, idempotencyKey, sendOutcome } from '../../http/idempotency.js';
 import { problemResponse } from '../../http/problem.js';
+import { NoContent } from '../../http/schemas.js';
 import {
   CreateTaskBody,
   ListTasksQuery,
@@ -13,7 +13,6 @@ import {
   UpdateTaskBody,
 } from './tasks.schemas.js';
 
-const NoContent = T.Null({ description: 'Deleted.' });
 const tags = ['tasks'];
 const notMine = problemResponse('No such task of mine (unknown, malformed or someone else’s id).');
 const keyMismatch = problemResponse('This Idempotency-Key was used for a different request.');

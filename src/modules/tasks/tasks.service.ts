@@ -3,6 +3,7 @@ import { uuidv7 } from 'uuidv7';
 import type { Clock } from '../../lib/clock.js';
 import type { Db, Queryable } from '../../lib/db.js';
 import { invalid, notFound } from '../../lib/errors.js';
+import { UUID } from '../../lib/formats.js';
 import { type IdempotencyKey, idempotent, type Outcome } from '../../lib/idempotency.js';
 import type { Realtime } from '../../realtime/port.js';
 import type { AccountsService } from '../accounts/accounts.service.js';
@@ -19,7 +20,6 @@ import type {
   UpdateTask,
 } from './tasks.schemas.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const PRIORITIES = new Set<string>(['low', 'medium', 'high']);
 const SORTS = new Set<string>(['createdAt', '-createdAt', 'dueAt', '-dueAt', 'priority']);

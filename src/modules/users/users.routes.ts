@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type as T } from '@sinclair/typebox';
 import type { Deps } from '../../deps.js';
 import { clearAuthCookies, signedIn } from '../../http/auth.js';
 import { problemResponse } from '../../http/problem.js';
+import { NoContent } from '../../http/schemas.js';
 import {
   AccountExport,
   DeleteMeBody,
@@ -87,7 +87,7 @@ export const usersRoutes =
           summary: 'Delete my account and everything that is mine; needs my password',
           tags: ['accounts'],
           body: DeleteMeBody,
-          response: { 204: T.Null({ description: 'Deleted.' }) },
+          response: { 204: NoContent },
         },
       },
       async (request, reply) => {

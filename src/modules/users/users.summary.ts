@@ -22,7 +22,7 @@ export const summaryMaker =
     avatarUrl: avatarUrl(publicUrl, r.avatarKey),
   });
 
-export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export { UUID } from '../../lib/formats.js';
 export const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
 /** Cursors are opaque to clients: base64url JSON of where the previous page ended. */
