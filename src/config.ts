@@ -96,6 +96,30 @@ const EnvSchema = T.Object({
     default: 1_048_576,
     description: 'Largest JSON request body; larger gets 413.',
   }),
+  MEDIA_QUOTA_BYTES: T.Integer({
+    minimum: 0,
+    default: 209_715_200,
+    description:
+      'Total bytes of chat files (stored re-encoded) one user may keep; an upload beyond gets 409 media_quota_exceeded.',
+  }),
+  SOCKET_PING_INTERVAL_MS: T.Integer({
+    minimum: 1000,
+    default: 25_000,
+    description:
+      'How often the server pings each socket; with the timeout, how soon a vanished client is dropped.',
+  }),
+  SOCKET_PING_TIMEOUT_MS: T.Integer({
+    minimum: 1000,
+    default: 20_000,
+    description:
+      'How long a ping may go unanswered before the socket is closed (and the user may go offline).',
+  }),
+  PRESENCE_OFFLINE_GRACE_MS: T.Integer({
+    minimum: 0,
+    default: 5000,
+    description:
+      'How long a user has no connection left before friends hear they went offline (reloads, flaky links).',
+  }),
   REQUEST_TIMEOUT_MS: T.Integer({
     minimum: 1000,
     default: 30000,
@@ -175,6 +199,12 @@ const EnvSchema = T.Object({
     default: 4,
     description: 'Jobs run at once per worker.',
   }),
+  JOBS_LOCK_MS: T.Integer({
+    minimum: 1000,
+    default: 30_000,
+    description:
+      'Production mode: how long a worker holds a running job (renewed while it runs); a dead worker’s jobs run again this long after, at most.',
+  }),
   OUTBOX_SWEEP_MS: T.Integer({
     minimum: 100,
     default: 5000,
@@ -191,6 +221,12 @@ const EnvSchema = T.Object({
     default: 9000,
     description: 'After SIGTERM, give up waiting for in-flight work and exit non-zero after this.',
   }),
+  FAULT_POINT: T.Optional(
+    T.Union([T.Literal('outbox.after_commit'), T.Literal('outbox.after_enqueue')], {
+      description:
+        'Fault tests only, ignored unless NODE_ENV=test: the process SIGKILLs itself the first time it reaches this point.',
+    }),
+  ),
 });
 
 type Env = Static<typeof EnvSchema>;

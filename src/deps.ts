@@ -16,11 +16,25 @@ import { bullmqConnectionOptions, connectRedis } from './lib/redis.js';
 import { type FileStorage, localStorage } from './lib/storage.js';
 import { type AccessTokens, makeAccessTokens } from './lib/tokens.js';
 import { type AccountsService, makeAccountsService } from './modules/accounts/accounts.service.js';
+import { type BadgesService, makeBadgesService } from './modules/badges/badges.service.js';
+import { type ChatService, makeChatService } from './modules/chat/chat.service.js';
 import { type DailiesService, makeDailiesService } from './modules/dailies/dailies.service.js';
-import { socketPresence } from './modules/friends/friends.presence.js';
+import { type FeedService, makeFeedService } from './modules/feed/feed.service.js';
+import { presenceAnnouncer, socketPresence } from './modules/friends/friends.presence.js';
 import { type FriendsService, makeFriendsService } from './modules/friends/friends.service.js';
 import { type GroupsService, makeGroupsService } from './modules/groups/groups.service.js';
+import { redisMirror } from './modules/leaderboards/leaderboards.mirror.js';
+import {
+  type LeaderboardsService,
+  makeLeaderboardsService,
+} from './modules/leaderboards/leaderboards.service.js';
+import { makeNudges, type NudgesService } from './modules/maa/maa.nudges.js';
 import { type MaaService, makeMaaService } from './modules/maa/maa.service.js';
+import { type MediaService, makeMediaService } from './modules/media/media.service.js';
+import {
+  makeNotificationsService,
+  type NotificationsService,
+} from './modules/notifications/notifications.service.js';
 import { makeStatsService, type StatsService } from './modules/stats/stats.service.js';
 import { type Lifecycle, makeSystemService } from './modules/system/system.service.js';
 import { makeTasksService, type TasksService } from './modules/tasks/tasks.service.js';
@@ -51,6 +65,15 @@ export interface Deps {
   groups: GroupsService;
   users: UsersService;
   maa: MaaService;
+  media: MediaService;
+  chat: ChatService;
+  leaderboards: LeaderboardsService;
+  badges: BadgesService;
+  feed: FeedService;
+  nudges: NudgesService;
+  notifications: NotificationsService;
+  /** Tells friends when a user comes online or goes offline (the socket server calls it). */
+  presenceUpdates: ReturnType<typeof presenceAnnouncer>;
   accountData: AccountDataService;
   storage: FileStorage;
   io: Io;
@@ -98,6 +121,7 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
         prefix: `${config.REDIS_PREFIX}:bull`,
         log: jobsLog,
         concurrency: config.JOBS_CONCURRENCY,
+        lockMs: config.JOBS_LOCK_MS,
       })
     : localJobs({ db, clock, log: jobsLog, concurrency: config.JOBS_CONCURRENCY });
 
@@ -112,7 +136,13 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
   const rateLimiter = redis
     ? redisRateLimiter(redis, config.REDIS_PREFIX, onRedisError)
     : memoryRateLimiter();
-  const outbox = makeOutbox({ db, jobs, clock, log: log.child({ component: 'outbox' }) });
+  const outbox = makeOutbox({
+    db,
+    jobs,
+    clock,
+    log: log.child({ component: 'outbox' }),
+    ...(config.NODE_ENV === 'test' && config.FAULT_POINT ? { faultPoint: config.FAULT_POINT } : {}),
+  });
   const mailer = config.SMTP_URL
     ? smtpMailer({ url: config.SMTP_URL, from: config.MAIL_FROM })
     : devMailbox({
@@ -122,10 +152,30 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
         logLinks: !config.isProduction,
       });
   const cache = redis ? redisCache(redis, config.REDIS_PREFIX, onRedisError) : memoryCache();
-  const stats = makeStatsService({ db, clock, cache });
+  const leaderboards = makeLeaderboardsService({
+    db,
+    clock,
+    io,
+    outbox,
+    mirror: redis ? redisMirror(redis, config.REDIS_PREFIX) : undefined,
+    log: log.child({ module: 'leaderboards' }),
+    publicUrl: config.PUBLIC_URL,
+  });
+  const stats = makeStatsService({
+    db,
+    clock,
+    cache,
+    // badges and nudges are made below; a score only moves once everything is built.
+    onScore: async (q, userId, points) => {
+      await leaderboards.changed(q, userId);
+      await badges.queue(q, userId);
+      if (points > 0) await nudges.overtaken(q, userId, points);
+    },
+  });
   const storage = localStorage(join(config.DATA_DIR, 'uploads'));
   const accounts = makeAccountsService({
     stats,
+    boards: leaderboards,
     db,
     clock,
     outbox,
@@ -154,13 +204,37 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     outbox,
     config,
   });
+  // Friends and groups notify inside their transactions, so this comes first; its block check asks
+  // friends (built next) when a notification with an actor is written, never before.
+  const notifications = makeNotificationsService({
+    db,
+    clock,
+    realtime,
+    blocked: (q, a, b) => friends.relation(a, b, q, { lock: 'shared' }).then((r) => r.blocked),
+  });
+  const feed = makeFeedService({ db, clock, realtime });
+  const badges = makeBadgesService({
+    db,
+    clock,
+    outbox,
+    realtime,
+    accounts,
+    notifications,
+    feed,
+    log: log.child({ module: 'badges' }),
+  });
+  const presence = socketPresence(io, log.child({ module: 'friends' }));
   const friends = makeFriendsService({
     db,
     clock,
     outbox,
     realtime,
-    presence: socketPresence(io, log.child({ module: 'friends' })),
+    presence,
+    notifications,
+    badges,
     dailies,
+    // groups is made next and asks friends about friendships; friends only call it once built.
+    groups: { cancelInvitationsBetween: (q, a, b) => groups.cancelInvitationsBetween(q, a, b) },
     log: log.child({ module: 'friends' }),
     publicUrl: config.PUBLIC_URL,
   });
@@ -168,11 +242,15 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     db,
     clock,
     outbox,
-    io,
     realtime,
     accounts,
     stats,
     friends,
+    notifications,
+    badges,
+    feed,
+    // nudges is made below; groups only react once everything is built.
+    maa: { react: (q, userId, occasion) => nudges.react(q, userId, occasion) },
     log: log.child({ module: 'groups' }),
   });
   const maa = makeMaaService({
@@ -185,7 +263,43 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     log: log.child({ module: 'maa' }),
     config,
   });
-  const users = makeUsersService({ db, friends, stats, dailies, publicUrl: config.PUBLIC_URL });
+  const nudges = makeNudges({
+    db,
+    clock,
+    outbox,
+    accounts,
+    maa,
+    notifications,
+    log: log.child({ module: 'maa' }),
+  });
+  const media = makeMediaService({
+    db,
+    clock,
+    outbox,
+    storage,
+    log: log.child({ module: 'media' }),
+    config,
+  });
+  const chat = makeChatService({
+    db,
+    clock,
+    realtime,
+    rateLimiter,
+    friends,
+    media,
+    log: log.child({ module: 'chat' }),
+    publicUrl: config.PUBLIC_URL,
+    rateLimitMultiplier: config.RATE_LIMIT_MULTIPLIER,
+  });
+  const presenceUpdates = presenceAnnouncer({
+    db,
+    io,
+    clock,
+    log: log.child({ module: 'presence' }),
+    presence,
+    graceMs: config.PRESENCE_OFFLINE_GRACE_MS,
+  });
+  const users = makeUsersService({ db, friends, stats, dailies, badges, publicUrl: config.PUBLIC_URL });
   const accountData = makeAccountDataService({
     db,
     clock,
@@ -199,6 +313,11 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     friends,
     groups,
     maa,
+    chat,
+    media,
+    notifications,
+    leaderboards,
+    badges,
   });
 
   return {
@@ -222,6 +341,14 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     groups,
     users,
     maa,
+    media,
+    chat,
+    notifications,
+    leaderboards,
+    badges,
+    feed,
+    nudges,
+    presenceUpdates,
     accountData,
     storage,
     io,
@@ -233,6 +360,8 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
 
 /** Closes what buildDeps opened, in dependency order. Safe to call once everything else stopped. */
 export async function closeDeps(deps: Deps) {
+  deps.presenceUpdates.close();
+  deps.leaderboards.stopLive();
   await deps.outbox.close();
   await deps.jobs.close();
   deps.mailer.close();

@@ -46,7 +46,11 @@ async function main(command: string | undefined) {
       `TaskMaa API ready: http://${shownHost}:${port}/docs`,
     );
   }
-  if (config.ROLE !== 'api') await startWorker(deps);
+  if (config.ROLE !== 'api') {
+    await startWorker(deps);
+    if (config.ROLE === 'worker')
+      log.info({ role: config.ROLE, concurrency: config.JOBS_CONCURRENCY }, 'TaskMaa worker ready');
+  }
 
   let stopping = false;
   const shutdown = async (signal: string) => {

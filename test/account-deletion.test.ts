@@ -1,8 +1,9 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { figure } from './figures.js';
 import { aUser, DEFAULT_PASSWORD, eventually, signIn, startTestApp, type TestApp } from './helpers.js';
 
 // G1: deleting a rich account leaves nothing of the user but tombstones, in every table column that
@@ -30,6 +31,12 @@ const call = (
   });
 
 async function avatarUpload(s: Session) {
+  const res = await upload(s, 'PUT', '/v1/me/avatar');
+  expect(res.statusCode).toBe(200);
+  return new URL(res.json().avatarUrl).pathname.split('/').pop() as string;
+}
+
+async function upload(s: Session, method: 'PUT' | 'POST', url: string) {
   const image = await sharp({ create: { width: 64, height: 64, channels: 3, background: 'orange' } })
     .png()
     .toBuffer();
@@ -41,11 +48,12 @@ async function avatarUpload(s: Session) {
     image,
     Buffer.from(`\r\n--${boundary}--\r\n`),
   ]);
-  const res = await call('PUT', '/v1/me/avatar', s, body, {
-    'content-type': `multipart/form-data; boundary=${boundary}`,
-  });
-  expect(res.statusCode).toBe(200);
-  return new URL(res.json().avatarUrl).pathname.split('/').pop() as string;
+  return call(method, url, s, body, { 'content-type': `multipart/form-data; boundary=${boundary}` });
+}
+
+const mediaFiles = () => readdirSafe(join(t.config.DATA_DIR, 'uploads', 'media'));
+function readdirSafe(dir: string): string[] {
+  return existsSync(dir) ? readdirSync(dir) : [];
 }
 
 /** Every (table, column) that references users, read from the catalogue. */
@@ -102,6 +110,23 @@ describe('account deletion (G1)', () => {
     expect((await call('POST', '/v1/friend-requests', me, { userId: stranger.id })).statusCode).toBe(201);
     expect((await call('POST', '/v1/blocks', me, { userId: asker.id })).statusCode).toBeLessThan(300);
     const avatarFile = await avatarUpload(me);
+    // Chat: a direct conversation with messages both ways, one carrying a photo, one hidden for
+    // them, and an upload never sent.
+    const chat = (await call('POST', '/v1/conversations', me, { userId: friend.id })).json();
+    const photo = (await upload(me, 'POST', '/v1/media')).json();
+    await upload(me, 'POST', '/v1/media');
+    const messages = `/v1/conversations/${chat.id}/messages`;
+    expect((await call('POST', messages, me, { clientMessageId: 'c1', body: 'my secret' })).statusCode).toBe(
+      201,
+    );
+    expect((await call('POST', messages, me, { clientMessageId: 'c2', mediaId: photo.id })).statusCode).toBe(
+      201,
+    );
+    const fromFriend = (
+      await call('POST', messages, friendSession, { clientMessageId: 'f1', body: 'hi!' })
+    ).json();
+    expect((await call('DELETE', `${messages}/${fromFriend.id}?scope=me`, me)).statusCode).toBe(204);
+    expect(mediaFiles()).toHaveLength(2);
     const second = await signIn(t.deps, user.id);
     const friendTask = (await call('POST', '/v1/tasks', friendSession, { title: 'Friend task' })).json();
 
@@ -124,6 +149,9 @@ describe('account deletion (G1)', () => {
     expect(doc.groupInvitations).toEqual([]);
     expect(Array.isArray(doc.maaMessages)).toBe(true);
     expect(doc.sessions.length).toBeGreaterThanOrEqual(2);
+    expect(doc.messages.map((m: { body: string }) => m.body)).toEqual(['my secret', '']);
+    expect(doc.media).toHaveLength(2);
+    expect(doc.conversations).toHaveLength(1);
     expect(JSON.stringify(doc)).not.toMatch(/password_?hash|passwordHash|\$argon2/i);
 
     const socket: Socket = connect(t.url, {
@@ -141,6 +169,9 @@ describe('account deletion (G1)', () => {
     const wrong = await call('DELETE', '/v1/me', me, { password: 'not it at all' });
     expect(wrong.statusCode).toBe(400);
     expect(wrong.json().code).toBe('current_password_incorrect');
+    const files = () =>
+      mediaFiles().length + (existsSync(join(t.config.DATA_DIR, 'uploads', 'avatars', avatarFile)) ? 1 : 0);
+    const filesBefore = files();
     const deleted = await call('DELETE', '/v1/me', me, { password: DEFAULT_PASSWORD });
     expect(deleted.statusCode).toBe(204);
 
@@ -152,6 +183,14 @@ describe('account deletion (G1)', () => {
     const left = Object.entries(after).filter(([, n]) => n > 0);
     console.log(
       `G1: ${Object.keys(after).length} user-referencing columns scanned, ${Object.values(before).reduce((a, b) => a + b, 0)} rows before, ${left.length} columns with rows after`,
+    );
+    figure(
+      'deletion.residual_rows',
+      Object.values(after).reduce((a, b) => a + b, 0),
+      {
+        columns: Object.keys(after).length,
+        rowsBefore: Object.values(before).reduce((a, b) => a + b, 0),
+      },
     );
     expect(left).toEqual([]);
     expect(
@@ -166,6 +205,21 @@ describe('account deletion (G1)', () => {
       10_000,
     );
 
+    // Their messages stay as tombstones for the friend; the friend's own message is intact; every
+    // upload of theirs is purged.
+    const seen = (await call('GET', messages, friendSession)).json().items;
+    expect(seen.map((m: { senderId: string | null; body: string }) => [m.senderId, m.body])).toEqual([
+      [null, ''],
+      [null, ''],
+      [friend.id, 'hi!'],
+    ]);
+    expect(
+      seen.slice(0, 2).every((m: { deletedAt: string | null; media: unknown }) => m.deletedAt && !m.media),
+    ).toBe(true);
+    await eventually(() => expect(mediaFiles()).toEqual([]), 10_000);
+    figure('deletion.residual_files', files(), { filesBefore });
+    expect((await call('GET', `/v1/media/${photo.id}`, friendSession)).statusCode).toBe(404);
+
     // Nothing in Redis names the user.
     if (t.deps.redis) {
       const keys = await t.deps.redis.keys(`${t.config.REDIS_PREFIX}:*`);
@@ -173,6 +227,7 @@ describe('account deletion (G1)', () => {
         [user.id, user.username.toLowerCase(), user.email.toLowerCase()].some((f) => k.includes(f)),
       );
       expect(theirs).toEqual([]);
+      figure('deletion.residual_keys', theirs.length, { keys: keys.length });
     }
 
     // Others are untouched; the friendship is gone from their side too.

@@ -400,15 +400,20 @@ describe('C7 adversarial input', () => {
       const payload = name.startsWith('email')
         ? { username: 'valid_name', email: value, password: 'whatever whatever' }
         : { username: value, email: 'ok@example.test', password: 'whatever whatever' };
-      const start = process.hrtime.bigint();
-      const res = await t.app.inject({
-        method: 'POST',
-        url: '/v1/auth/register',
-        payload,
-        remoteAddress: freshIp(),
-      });
-      timings.push(Number(process.hrtime.bigint() - start) / 1e6);
-      expect(res.statusCode, name).toBe(400);
+      // The best of three: backtracking is slow every time, a busy machine only now and then.
+      let best = Number.POSITIVE_INFINITY;
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const start = process.hrtime.bigint();
+        const res = await t.app.inject({
+          method: 'POST',
+          url: '/v1/auth/register',
+          payload,
+          remoteAddress: freshIp(),
+        });
+        best = Math.min(best, Number(process.hrtime.bigint() - start) / 1e6);
+        expect(res.statusCode, name).toBe(400);
+      }
+      timings.push(best);
     }
     console.log(`C7: 100 KB hostile fields refused in ${timings.map((x) => x.toFixed(1)).join(', ')} ms`);
     expect(Math.max(...timings)).toBeLessThan(50);

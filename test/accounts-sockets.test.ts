@@ -1,7 +1,7 @@
 import { Type as T } from '@sinclair/typebox';
 import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { aUser, DEFAULT_PASSWORD, signIn, startTestApp, type TestApp } from './helpers.js';
+import { aUser, DEFAULT_PASSWORD, lane, signIn, startTestApp, type TestApp } from './helpers.js';
 
 // B2 and B9: ending a session over HTTP ends its sockets at once, and a session revoked while its
 // socket was away cannot come back through connection-state recovery.
@@ -116,9 +116,15 @@ describe('B9 recovery does not bypass auth', () => {
     socket.on('system:welcome', () => {
       welcomedAgain = true;
     });
-    // Drop the transport so the client tries to recover, and revoke the session meanwhile.
+    // Drop the transport and revoke the session while it is away, then let the client try to recover
+    // (by hand: an automatic retry may come back before the revocation commits, and then the socket is
+    // simply ended by it).
+    socket.io.reconnection(false);
+    const away = new Promise((resolve) => socket.once('disconnect', resolve));
     socket.io.engine.close();
+    await away;
     await t.app.inject({ method: 'DELETE', url: `/v1/auth/sessions/${s.sessionId}`, headers: other.headers });
+    socket.connect();
     expect((await refused).message).toBe('unauthorized');
     expect(welcomedAgain).toBe(false);
   });
@@ -128,7 +134,8 @@ describe('B9 recovery does not bypass auth', () => {
     const socket = await open(s.token, true);
     const back = new Promise<{ recovered: boolean }>((resolve) => socket.once('system:welcome', resolve));
     socket.io.engine.close();
-    expect((await back).recovered).toBe(true);
+    // With Redis the session is restored too, but the client is asked to resync (see attachSockets).
+    expect((await back).recovered).toBe(!lane.services);
   });
 });
 

@@ -1,12 +1,16 @@
+import type { Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { aUser, fakeClock, signIn, startTestApp, type TestApp } from './helpers.js';
+import { unavailable } from '../src/lib/errors.js';
+import { dailiesJobs } from '../src/modules/dailies/dailies.jobs.js';
+import { aUser, eventually, fakeClock, openSocket, signIn, startTestApp, type TestApp } from './helpers.js';
 
 // Dailies, check-ins, history, streaks and the day rollover through HTTP, with a clock the tests move.
 // Users live in Asia/Kolkata (+05:30) unless a test says otherwise; 2026-03-02 is a Monday.
 const clock = fakeClock(new Date('2026-03-02T03:30:00Z')); // 09:00 IST on Monday 2 March
 let t: TestApp;
 beforeAll(async () => {
-  t = await startTestApp({ clock, env: { RATE_LIMIT_MULTIPLIER: '0', GRACE_HOURS: '3' } });
+  // Listening: the events test connects real socket.io clients.
+  t = await startTestApp({ clock, listen: true, env: { RATE_LIMIT_MULTIPLIER: '0', GRACE_HOURS: '3' } });
 });
 afterAll(() => t?.close());
 
@@ -58,6 +62,10 @@ describe('dailies', () => {
 
     for (const bad of [
       { title: '' },
+      // C1 found that a blank title passed validation, trimmed to '' and broke a CHECK (a 500).
+      { title: ' \t\n ' },
+      { title: 'a\u0000b' },
+      { title: 'x', description: 'a\u0000b' },
       { title: 'x', weekdays: [] },
       { title: 'x', weekdays: [0] },
       { title: 'x', weekdays: [1, 1] },
@@ -69,6 +77,8 @@ describe('dailies', () => {
     expect(list.items.map((d: { id: string }) => d.id)).toContain(daily.id);
     expect((await call('GET', '/v1/dailies', stranger.headers)).json().items).toEqual([]);
 
+    const blank = await call('PATCH', `/v1/dailies/${daily.id}`, me.headers, { title: '   ' });
+    expect([blank.statusCode, blank.json().code]).toEqual([400, 'validation_failed']);
     const patched = await call('PATCH', `/v1/dailies/${daily.id}`, me.headers, { weekdays: [2] });
     expect(patched.json()).toMatchObject({ weekdays: [2], dueToday: false });
     expect((await call('GET', '/v1/dailies/today', me.headers)).json().items).toEqual([]);
@@ -288,6 +298,36 @@ describe('history and streaks', () => {
     ]);
   });
 
+  it('yesterday stays open through its grace window: a late check-in counts, and the rollover waits for it', async () => {
+    // C2 found the rollover closing yesterday as missed at midnight, so a late check-in in the grace
+    // window (PRODUCT.md) came too late for the streak.
+    clock.set(at('2026-03-02'));
+    const me = await someone();
+    const daily = await newDaily(me.headers, { title: 'Stretch' });
+    const behind = async () => (await t.deps.dailies.usersBehind(null, 100_000)).includes(me.userId);
+
+    clock.set(at('2026-03-03', '01:00'));
+    expect(await t.deps.dailies.closeDays(me.userId)).toBe(0);
+    const late = await call('POST', `/v1/dailies/${daily.id}/check-ins`, me.headers, { date: '2026-03-02' });
+    expect([late.statusCode, late.json().late]).toEqual([201, true]);
+
+    clock.set(at('2026-03-03', '02:59'));
+    expect(await behind()).toBe(false);
+    expect(await t.deps.dailies.closeDays(me.userId)).toBe(0);
+    clock.set(at('2026-03-03', '03:00'));
+    expect(await behind()).toBe(true);
+    expect(await t.deps.dailies.closeDays(me.userId)).toBe(1);
+    const { rows } = await t.deps.db.query<{ date: string; outcome: string }>(
+      'SELECT date, outcome FROM day_summaries WHERE user_id = $1',
+      [me.userId],
+    );
+    expect(rows).toEqual([{ date: '2026-03-02', outcome: 'met' }]);
+    expect((await call('GET', '/v1/me/stats', me.headers)).json()).toMatchObject({ currentStreak: 1 });
+    // The window is over: yesterday is final, and the API says so.
+    const tooLate = await call('DELETE', `/v1/dailies/${daily.id}/check-ins/2026-03-02`, me.headers);
+    expect([tooLate.statusCode, tooLate.json().code]).toEqual([400, 'date_out_of_range']);
+  });
+
   it('stats are cached, and every write that moves them shows at once', async () => {
     clock.set(at('2026-03-02'));
     const me = await someone();
@@ -324,5 +364,80 @@ describe('history and streaks', () => {
         { timeout: 10_000 },
       )
       .toBe(2);
+  });
+
+  it('the rollover stops at a database that is out, to retry them all, but steps over one user who fails', async () => {
+    clock.set(at('2026-03-02'));
+    const a = await someone();
+    const b = await someone();
+    clock.set(new Date(at('2026-03-02').getTime() + 3 * DAY));
+    const errors: string[] = [];
+    const log = { error: (_o: unknown, msg: string) => errors.push(msg), info: () => {}, warn: () => {} };
+    const rollover = (closeDays: (id: string) => Promise<number>) => {
+      const [job] = dailiesJobs({ dailies: { ...t.deps.dailies, closeDays }, realtime: t.deps.realtime });
+      return job?.handler({}, { jobId: 'test', attempt: 1, log } as never);
+    };
+
+    // The pool could not lend a connection: one attempt, no error log (the runner warns and retries).
+    let calls = 0;
+    await expect(
+      rollover(async () => {
+        calls++;
+        throw unavailable('database_unavailable');
+      }),
+    ).rejects.toMatchObject({ code: 'database_unavailable' });
+    expect([calls, errors]).toEqual([1, []]);
+
+    // One user's own failure is logged and the others are still closed; the job fails to come back for it.
+    await expect(
+      rollover(async (id) => {
+        if (id === a.userId) throw new Error('broken user');
+        return t.deps.dailies.closeDays(id);
+      }),
+    ).rejects.toThrow(/closing days failed for 1 users/);
+    expect(errors).toEqual(['closing days failed']);
+    const { rows } = await t.deps.db.query<{ userId: string }>(
+      'SELECT user_id FROM overall_streaks WHERE user_id = ANY($1::uuid[]) AND last_closed_date IS NOT NULL',
+      [[a.userId, b.userId]],
+    );
+    expect(rows.map((r) => r.userId)).toEqual([b.userId]);
+  });
+
+  it("daily:changed and streak:updated reach the owner's devices, and no one else's", async () => {
+    clock.set(at('2026-03-02'));
+    const me = await someone();
+    const other = await someone();
+    const token = (h: { authorization: string }) => h.authorization.slice('Bearer '.length);
+    const sockets: Socket[] = [];
+    try {
+      const heard = async (who: typeof me) => {
+        const socket = await openSocket(t.url, token(who.headers), sockets);
+        const got: [string, unknown][] = [];
+        socket.onAny((event: string, data: unknown) => {
+          if (event.startsWith('daily:') || event.startsWith('streak:')) got.push([event, data]);
+        });
+        return got;
+      };
+      const [mine, theirs] = [await heard(me), await heard(other)];
+      const daily = await newDaily(me.headers, { title: 'Walk' });
+      await call('POST', `/v1/dailies/${daily.id}/check-ins`, me.headers, {});
+      clock.set(at('2026-03-03', '12:00'));
+      await t.deps.jobs.start();
+      expect(await t.deps.dailies.closeDays(me.userId)).toBe(1);
+      await eventually(() =>
+        expect(mine).toEqual([
+          ['daily:changed', { dailyId: daily.id }],
+          ['daily:changed', { dailyId: daily.id }],
+          [
+            'streak:updated',
+            { date: '2026-03-02', outcome: 'met', currentStreak: 1, longestStreak: 1, freezes: 0 },
+          ],
+        ]),
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      expect(theirs).toEqual([]);
+    } finally {
+      for (const s of sockets) s.disconnect();
+    }
   });
 });

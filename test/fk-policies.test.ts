@@ -37,6 +37,22 @@ const REVIEWED: Record<string, string> = {
   'conversation_members.user_id -> users': 'CASCADE',
   // Maa's shown lines go with their user.
   'maa_messages.user_id -> users': 'CASCADE',
+  // Chat: a deleted sender's messages stay as tombstones (erased first by the chat deletion step).
+  'messages.sender_id -> users': 'SET NULL',
+  'messages.conversation_id -> conversations': 'CASCADE',
+  'messages.media_id -> media': 'SET NULL',
+  'message_hidden.user_id -> users': 'CASCADE',
+  'message_hidden.message_id -> messages': 'CASCADE',
+  'media.owner_id -> users': 'CASCADE',
+  // Leaderboard rows, badges and activity marks are the user's own.
+  'leaderboard_scores.user_id -> users': 'CASCADE',
+  'user_badges.user_id -> users': 'CASCADE',
+  'activity_marks.user_id -> users': 'CASCADE',
+  'maa_nudges.user_id -> users': 'CASCADE',
+  // Notifications go with the person told, and with the person who caused them (G1: nothing about a
+  // deleted account is left in anyone's list).
+  'notifications.user_id -> users': 'CASCADE',
+  'notifications.actor_id -> users': 'CASCADE',
 };
 
 let tdb: TestDb;

@@ -238,11 +238,13 @@ describe('the request life cycle', () => {
   });
 
   it('presence falls back to this node’s sockets when the cluster does not answer (Redis down)', async () => {
+    // The cluster never answers; this node has one socket, u1's, in its own room table.
     const stuck = {
       in: () => ({ fetchSockets: () => new Promise(() => {}) }),
-      local: {
-        in: (rooms: string[]) => ({ fetchSockets: async () => [{ data: { userId: rooms[0]?.slice(5) } }] }),
-      },
+      of: () => ({
+        adapter: { rooms: new Map([['user:u1', new Set(['s1'])]]) },
+        sockets: new Map([['s1', { data: { userId: 'u1' } }]]),
+      }),
     } as unknown as Io;
     const presence = socketPresence(stuck, t.deps.log, 50);
     const started = Date.now();

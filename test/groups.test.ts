@@ -5,7 +5,8 @@ import {
   Completion,
   GroupTask,
   GroupTaskList,
-  InvitationList,
+  type InvitationList,
+  InvitationPage,
   MemberList,
 } from '../src/modules/groups/groups.schemas.js';
 import { pointsFor } from '../src/modules/groups/groups.service.js';
@@ -111,7 +112,7 @@ describe('group tasks', () => {
 
     const invitations = await call(friend, 'GET', '/v1/group-invitations');
     expectStatus(invitations, 200);
-    expect(Value.Check(InvitationList, invitations.json())).toBe(true);
+    expect(Value.Check(InvitationPage, invitations.json())).toBe(true);
     const inv = (invitations.json() as InvitationList).items.find((i) => i.groupTaskId === g.id);
     expect(inv).toBeDefined();
     // Only its recipient can answer it.
@@ -314,8 +315,13 @@ describe('group tasks', () => {
     stayerSocket.onAny((event: string, data: unknown) => {
       if (event.startsWith('group:')) stayerHeard.push({ event, data });
     });
+    // The member hears the stayer join (both joined before the listeners: the join is read back).
+    expectStatus(await call(owner, 'DELETE', `/v1/group-tasks/${g.id}/members/${stayer.userId}`), 204);
+    expectStatus(await call(stayer, 'POST', `/v1/group-tasks/${g.id}/join`), 200);
     await call(owner, 'PATCH', `/v1/group-tasks/${g.id}`, { description: 'before' });
-    await eventually(() => expect(heard).toContain('group:updated'));
+    await eventually(() =>
+      expect(heard).toEqual(expect.arrayContaining(['group:member_joined', 'group:updated'])),
+    );
 
     expectStatus(await call(owner, 'DELETE', `/v1/group-tasks/${g.id}/members/${member.userId}`), 204);
     heard.length = 0;
@@ -326,6 +332,8 @@ describe('group tasks', () => {
         expect.arrayContaining(['group:member_left', 'group:member_completed']),
       ),
     );
+    expectStatus(await call(owner, 'POST', `/v1/group-tasks/${g.id}/close`), 200);
+    await eventually(() => expect(stayerHeard.map((e) => e.event)).toContain('group:closed'));
     await new Promise((r) => setTimeout(r, 200));
     expect(heard).toEqual([]);
     expectStatus(await call(member, 'POST', `/v1/group-tasks/${g.id}/complete`), 403, 'not_member');
@@ -338,7 +346,101 @@ describe('group tasks', () => {
     expect(rows.map((r) => r.userId)).toEqual([owner.userId, stayer.userId].sort());
   });
 
-  it('a socket that connects later joins the rooms of its groups', async () => {
+  it('the owner makes a member an admin (who may then invite and remove) and takes it back', async () => {
+    const [owner, member, other, friendOfMember] = [
+      await person(),
+      await person(),
+      await person(),
+      await person(),
+    ];
+    await befriend(member, friendOfMember);
+    const g = await createGroup(owner);
+    for (const p of [member, other]) expectStatus(await call(p, 'POST', `/v1/group-tasks/${g.id}/join`), 200);
+    const url = (who: Caller) => `/v1/group-tasks/${g.id}/members/${who.userId}`;
+    expectStatus(await call(member, 'PATCH', url(other), { role: 'admin' }), 403, 'not_group_owner');
+    expectStatus(await call(owner, 'PATCH', url(owner), { role: 'member' }), 403, 'cannot_change_owner');
+    expectStatus(await call(owner, 'PATCH', url(friendOfMember), { role: 'admin' }), 404, 'not_found');
+    expectStatus(await call(owner, 'PATCH', url(member), { role: 'owner' }), 400);
+    const promoted = await call(owner, 'PATCH', url(member), { role: 'admin' });
+    expectStatus(promoted, 200);
+    expect(promoted.json()).toMatchObject({ userId: member.userId, role: 'admin' });
+    expectStatus(
+      await call(member, 'POST', `/v1/group-tasks/${g.id}/invitations`, { userIds: [friendOfMember.userId] }),
+      201,
+    );
+    expectStatus(await call(member, 'DELETE', url(other)), 204);
+    expectStatus(await call(owner, 'PATCH', url(member), { role: 'member' }), 200);
+    expectStatus(
+      await call(member, 'PATCH', `/v1/group-tasks/${g.id}`, { description: 'x' }),
+      403,
+      'not_group_admin',
+    );
+  });
+
+  it('invitations to me come a page at a time, newest first', async () => {
+    const me = await person();
+    const inviters = [await person(), await person(), await person()];
+    for (const inviter of inviters) {
+      await befriend(inviter, me);
+      await createGroup(inviter, { visibility: 'private', inviteUserIds: [me.userId] });
+    }
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const res = await call(me, 'GET', `/v1/group-invitations?limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+      expectStatus(res, 200);
+      const page = res.json() as { items: { fromUserId: string }[]; nextCursor: string | null };
+      seen.push(...page.items.map((i) => i.fromUserId));
+      cursor = page.nextCursor;
+    } while (cursor);
+    expect(seen).toEqual(inviters.map((i) => i.userId).reverse());
+    expectStatus(await call(me, 'GET', '/v1/group-invitations?cursor=bogus'), 400, 'invalid_cursor');
+  });
+
+  it('an unfriend or a block, by either side, cancels the invitations between the two (C2 found blocks did not)', async () => {
+    const owner = await person();
+    const [blocked, blocker, exFriend, bystander] = [
+      await person(),
+      await person(),
+      await person(),
+      await person(),
+    ];
+    for (const p of [blocked, blocker, exFriend, bystander]) await befriend(owner, p);
+    const group = await createGroup(owner, {
+      visibility: 'private',
+      inviteUserIds: [blocked.userId, blocker.userId, exFriend.userId, bystander.userId],
+    });
+    const pending = async (who: Caller) =>
+      ((await call(who, 'GET', '/v1/group-invitations')).json() as { items: { id: string }[] }).items;
+    const invitationOf = async (who: Caller) => (await pending(who))[0]?.id as string;
+    const ids = {
+      blocked: await invitationOf(blocked),
+      blocker: await invitationOf(blocker),
+      exFriend: await invitationOf(exFriend),
+    };
+
+    expectStatus(await call(owner, 'POST', '/v1/blocks', { userId: blocked.userId }), 201);
+    expectStatus(await call(blocker, 'POST', '/v1/blocks', { userId: owner.userId }), 201);
+    expectStatus(await call(exFriend, 'DELETE', `/v1/friends/${owner.userId}`), 204);
+    for (const who of ['blocked', 'blocker', 'exFriend'] as const) {
+      const me = { blocked, blocker, exFriend }[who];
+      expect(await pending(me), who).toEqual([]);
+      expectStatus(
+        await call(me, 'POST', `/v1/group-invitations/${ids[who]}/accept`),
+        409,
+        'invitation_answered',
+      );
+    }
+    expectStatus(await call(blocked, 'GET', `/v1/group-tasks/${group.id}`), 404);
+    // Someone else's invitation to the same group task is untouched.
+    expect(await pending(bystander)).toHaveLength(1);
+    expectStatus(
+      await call(bystander, 'POST', `/v1/group-invitations/${await invitationOf(bystander)}/accept`),
+      200,
+    );
+  });
+
+  it('a socket that connects later hears its groups at once (events go to members, read at commit)', async () => {
     const owner = await person();
     const member = await person();
     const g = await createGroup(owner);
@@ -346,10 +448,6 @@ describe('group tasks', () => {
     const socket = await open(member.token);
     const heard: unknown[] = [];
     socket.on('group:member_completed', (d) => heard.push(d));
-    await eventually(async () => {
-      await call(owner, 'PATCH', `/v1/group-tasks/${g.id}`, { description: String(Math.random()) });
-      expect((await t.deps.io.in(`group:${g.id}`).fetchSockets()).length).toBeGreaterThan(0);
-    });
     await call(owner, 'POST', `/v1/group-tasks/${g.id}/complete`);
     await eventually(() => expect(heard).toEqual([{ groupTaskId: g.id, userId: owner.userId, rank: 1 }]));
   });

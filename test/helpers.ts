@@ -6,6 +6,7 @@ import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import pino, { type Logger } from 'pino';
+import { io as connectSocket, type Socket } from 'socket.io-client';
 import { uuidv7 } from 'uuidv7';
 import { inject } from 'vitest';
 import { type Config, loadConfig } from '../src/config.js';
@@ -274,4 +275,23 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 500
       await new Promise((r) => setTimeout(r, everyMs));
     }
   }
+}
+
+/**
+ * A real socket.io client signed in with `token`, connected and welcomed (it rejects with the
+ * connect_error otherwise). Pushed onto `opened` so the caller can disconnect it afterwards.
+ */
+export async function openSocket(url: string, token: string, opened: Socket[]): Promise<Socket> {
+  const socket = connectSocket(url, {
+    transports: ['websocket'],
+    auth: { token },
+    reconnection: false,
+    forceNew: true,
+  });
+  opened.push(socket);
+  await new Promise((resolve, reject) => {
+    socket.once('system:welcome', resolve);
+    socket.once('connect_error', reject);
+  });
+  return socket;
 }

@@ -163,6 +163,11 @@ describe('errors are problem+json with stable codes', () => {
     expect(res.statusCode).toBe(503);
     expect(res.headers['retry-after']).toBe('5');
     expect(res.json().code).toBe('database_unavailable');
+    // Planned degradation: a warning, not an error (the error log is for what someone must fix).
+    const logged = t.logs().filter((l) => l.reqId === res.headers['x-request-id'] && Number(l.level) >= 40);
+    expect(logged.map((l) => [l.level, l.msg])).toEqual([
+      [40, 'request refused: a dependency is unavailable'],
+    ]);
   });
 
   it('valid input passes through its schema', async () => {

@@ -216,7 +216,7 @@ describe('outbox', () => {
         })
       : {
           ...h.jobs,
-          enqueue: async () => {
+          enqueueBatch: async () => {
             throw new Error('queue unavailable');
           },
         };

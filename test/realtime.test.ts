@@ -474,10 +474,10 @@ describe('connection state recovery', () => {
     return socket;
   }
 
-  it('the same session comes back recovered', async () => {
+  it('the same session comes back (recovered; with Redis the client is told to resync too)', async () => {
     const me = await aPrincipal(t.deps);
     const socket = await dropAfterAnEvent(me.token, me.userId);
-    expect(await welcomed(socket)).toEqual({ userId: me.userId, recovered: true });
+    expect(await welcomed(socket)).toEqual({ userId: me.userId, recovered: !lane.services });
     const got = collect(socket, 'system:disconnecting');
     t.deps.realtime.toUser(me.userId, 'system:disconnecting', { reason: 'server_shutdown' });
     await eventually(() => expect(got).toHaveLength(1));
@@ -488,6 +488,61 @@ describe('connection state recovery', () => {
     const socket = await dropAfterAnEvent(me.token, me.userId);
     socket.auth = { token: 'garbage' };
     await expect(welcomed(socket)).rejects.toThrow('unauthorized');
+  });
+
+  /**
+   * A socket that holds a recovery offset and lost its transport, not reconnecting by itself; and
+   * every raw packet its engine receives once it connects again (what reached the wire, whatever
+   * socket.io's client then buffers or drops).
+   */
+  async function droppedAndWatched(token: string, userId: string) {
+    const { socket } = await open(token);
+    const got = collect(socket, 'system:disconnecting');
+    t.deps.realtime.toUser(userId, 'system:disconnecting', { reason: 'server_shutdown' });
+    await eventually(() => expect(got).toHaveLength(1));
+    const gone = disconnected(socket);
+    socket.io.engine.close();
+    expect(await gone).toBe('forced close');
+    const wire: string[] = [];
+    socket.io.on('open', () =>
+      socket.io.engine.on('packet', (p: { data?: unknown }) => wire.push(String(p.data ?? ''))),
+    );
+    return { socket, wire };
+  }
+  const missed = (userId: string, marker: string) =>
+    t.deps.realtime.toUser(userId, 'daily:changed', { dailyId: marker });
+
+  it('a session revoked while away gets none of the packets it missed', async () => {
+    const me = await aPrincipal(t.deps);
+    const { socket, wire } = await droppedAndWatched(me.token, me.userId);
+    // Missed while away, then the session ends (logout elsewhere, password change...).
+    missed(me.userId, 'missed-while-away');
+    await t.deps.accounts.logout({ principal: { userId: me.userId, sessionId: me.sessionId, expiresAt: 0 } });
+    socket.connect();
+    await expect(welcomed(socket)).rejects.toThrow('unauthorized');
+    expect(wire.join('\n')).not.toContain('missed-while-away');
+  });
+
+  it("another user's token recovering a session gets none of its missed packets", async () => {
+    const alice = await aPrincipal(t.deps);
+    const mallory = await aPrincipal(t.deps);
+    const { socket, wire } = await droppedAndWatched(alice.token, alice.userId);
+    missed(alice.userId, 'for-alice-only');
+    socket.auth = { token: mallory.token };
+    socket.connect();
+    expect(await welcomed(socket)).toEqual({ userId: mallory.userId, recovered: false });
+    expect(wire.join('\n')).not.toContain('for-alice-only');
+  });
+
+  it('the same session recovering gets what it missed, once', async () => {
+    const me = await aPrincipal(t.deps);
+    const { socket, wire } = await droppedAndWatched(me.token, me.userId);
+    const changed = collect<{ dailyId: string }>(socket, 'daily:changed');
+    missed(me.userId, 'kept-for-you');
+    socket.connect();
+    expect(await welcomed(socket)).toEqual({ userId: me.userId, recovered: !lane.services });
+    await eventually(() => expect(changed).toEqual([{ dailyId: 'kept-for-you' }]));
+    expect(wire.filter((p) => p.includes('kept-for-you'))).toHaveLength(1);
   });
 
   it('another user recovering the session does not inherit its rooms', async () => {
@@ -536,9 +591,9 @@ describe('shutdown', () => {
       await eventually(() => expect(reasons).toHaveLength(1));
       expect(notices[1]).toEqual({ reason: 'server_shutdown' });
       expect(reasons).toEqual(['transport close']);
-      // With Redis the session moves to the other node, with what it missed; embedded, there is no other
-      // node to move to.
-      expect(await back).toEqual({ userId: me.userId, recovered: lane.services });
+      // With Redis the session moves to the other node, with what it missed (the welcome still says
+      // not recovered: the client resyncs, see attachSockets); embedded, there is no other node.
+      expect(await back).toEqual({ userId: me.userId, recovered: false });
       expect((await ask(socket, 'system:ping', {})).ok).toBe(true);
       expect(notices.slice(2)).toEqual(lane.services ? [{ reason: 'token_expired' }] : []);
     } finally {

@@ -738,6 +738,28 @@ describe('Idempotency-Key (G6)', () => {
     expect(await countTasks(me.userId)).toBe(1);
   });
 
+  it('a retried completion clears stats that a crash left stale (killed between commit and invalidation)', async () => {
+    const me = await caller();
+    const score = async () => (await call(me, 'GET', '/v1/me/stats')).json().score as number;
+    const before = (await call(me, 'GET', '/v1/me/stats')).json();
+    let paid = before.score as number;
+    for (const key of [randomUUID(), undefined]) {
+      const task = await create(me, { title: 'crash window' });
+      const headers: Record<string, string> = key ? { 'idempotency-key': key } : {};
+      const url = `/v1/tasks/${task.id}/complete`;
+      expect((await call(me, 'POST', url, undefined, headers)).statusCode).toBe(200);
+      paid += 10;
+      // The crash window: the completion committed, but its invalidation never ran, so the cache
+      // still holds the stats from before it (written after the real invalidation, which came first).
+      await t.deps.stats.cached(me.userId, new Date(clock.now().getTime() + 3600_000), async () => before);
+      expect(await score()).toBe(before.score);
+      // The client never heard back and retries: with its key (a replay) or without (already done).
+      const retry = await call(me, 'POST', url, undefined, headers);
+      expect(retry.headers['idempotent-replayed']).toBe(key ? 'true' : undefined);
+      await eventually(async () => expect(await score()).toBe(paid));
+    }
+  });
+
   it('replays a completion with its key', async () => {
     const me = await caller();
     const task = await create(me, { title: 'complete with a key' });

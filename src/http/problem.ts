@@ -122,6 +122,12 @@ export function toProblem(err: unknown, request: FastifyRequest): { problem: Pro
   }
   const known = e.code ? FASTIFY_CODES[e.code] : undefined;
   if (known) return { problem: problem(known[0], known[1], known[2], { instance }) };
+  // busboy (under @fastify/multipart) throws plain errors on a form it cannot read.
+  if (/^Multipart: |Malformed part header|Unexpected end of form/i.test(e.message ?? '')) {
+    return {
+      problem: problem(400, 'invalid_multipart', 'The multipart form could not be read.', { instance }),
+    };
+  }
   // secure-json-parse and other parsers signal a bad body with a 400 and no code of ours.
   if (e.statusCode === 400 && /JSON|prototype|constructor/i.test(e.message ?? '')) {
     return { problem: problem(400, 'invalid_json', 'The body is not valid JSON.', { instance }) };

@@ -23,6 +23,12 @@ export interface Queryable {
    * a write that failed. tx() awaits them before it returns, so the writer reads its own writes.
    */
   afterCommit(fn: () => unknown): void;
+  /**
+   * Runs fn in the surrounding transaction just before it commits (a failure rolls it back);
+   * outside a transaction, right away. Rows that several steps of one transaction add to a table
+   * (the outbox) go out in one statement this way.
+   */
+  beforeCommit(fn: () => Promise<unknown>): Promise<void>;
 }
 
 export interface Db extends Queryable {
@@ -84,6 +90,7 @@ function guardPool(base: Queryable, owner: object): Queryable {
       return base.exec(sql);
     },
     afterCommit: base.afterCommit,
+    beforeCommit: base.beforeCommit,
   };
 }
 
@@ -99,16 +106,33 @@ function runOutside(fn: () => unknown): Promise<unknown> {
   });
 }
 
-function runNow(fn: () => unknown) {
-  void runOutside(fn);
+/** Outside a transaction there is nothing to wait for: hooks run at once. */
+const noTransaction: Hooks = {
+  after: (fn) => void runOutside(fn),
+  before: async (fn) => {
+    await fn();
+  },
+};
+
+interface Hooks {
+  after(fn: () => unknown): void;
+  before(fn: () => Promise<unknown>): Promise<void>;
 }
 
-/** Collects afterCommit callbacks for one transaction attempt and runs them after COMMIT. */
+/**
+ * Collects one transaction attempt's hooks: `runBefore` in the transaction just before COMMIT,
+ * `runAfter` once it has committed.
+ */
 function commitHooks() {
-  const hooks: (() => unknown)[] = [];
+  const before: (() => Promise<unknown>)[] = [];
+  const after: (() => unknown)[] = [];
   return {
-    add: (fn: () => unknown) => hooks.push(fn),
-    run: () => Promise.all(hooks.map(runOutside)),
+    after: (fn: () => unknown) => void after.push(fn),
+    before: async (fn: () => Promise<unknown>) => void before.push(fn),
+    async runBefore() {
+      for (const fn of before) await fn();
+    },
+    runAfter: () => Promise.all(after.map(runOutside)),
   };
 }
 
@@ -126,7 +150,9 @@ export function translateDbError(err: unknown): unknown {
     code === 'ECONNREFUSED' ||
     code === 'ECONNRESET' ||
     code === 'ETIMEDOUT' ||
-    /timeout exceeded when trying to connect|Connection terminated|connection timeout/i.test(e?.message ?? '')
+    /timeout exceeded when trying to connect|Connection terminated|connection timeout|not queryable/i.test(
+      e?.message ?? '',
+    )
   ) {
     return unavailable('database_unavailable', 'The database is unavailable; try again shortly.');
   }
@@ -167,7 +193,7 @@ export async function openPglite(dataDir: string | undefined, loadDataDir?: Blob
 }
 
 export function pgliteDb(pglite: PGlite): PgliteDb {
-  const wrap = (q: Pick<PGlite, 'query' | 'exec'>, afterCommit: (fn: () => unknown) => void): Queryable => ({
+  const wrap = (q: Pick<PGlite, 'query' | 'exec'>, hooks: Hooks): Queryable => ({
     async query<T>(sql: string, params: readonly unknown[] = []) {
       try {
         const result = await q.query<Row>(sql, params as unknown[]);
@@ -183,10 +209,11 @@ export function pgliteDb(pglite: PGlite): PgliteDb {
         throw translateDbError(err);
       }
     },
-    afterCommit,
+    afterCommit: hooks.after,
+    beforeCommit: hooks.before,
   });
   const owner = {};
-  const base = guardPool(wrap(pglite, runNow), owner);
+  const base = guardPool(wrap(pglite, noTransaction), owner);
   return {
     kind: 'pglite',
     ...base,
@@ -194,8 +221,14 @@ export function pgliteDb(pglite: PGlite): PgliteDb {
     tx: (fn) =>
       withRetries(async () => {
         const hooks = commitHooks();
-        const result = await txScope.run(owner, () => pglite.transaction((tx) => fn(wrap(tx, hooks.add))));
-        await hooks.run();
+        const result = await txScope.run(owner, () =>
+          pglite.transaction(async (tx) => {
+            const value = await fn(wrap(tx, hooks));
+            await hooks.runBefore();
+            return value;
+          }),
+        );
+        await hooks.runAfter();
         return result;
       }),
     async ping() {
@@ -205,6 +238,20 @@ export function pgliteDb(pglite: PGlite): PgliteDb {
       if (!pglite.closed) await pglite.close();
     },
     dump: () => pglite.dumpDataDir('none'),
+  };
+}
+
+/**
+ * One connection runs one statement at a time. pg queues statements sent to a busy client, but that
+ * is deprecated (pg@9 drops it), so a transaction's statements that a service starts together (a
+ * Promise.all over reads) are sent in turn here.
+ */
+function inTurn() {
+  let tail: Promise<unknown> = Promise.resolve();
+  return <T>(run: () => Promise<T>): Promise<T> => {
+    const next = tail.then(run, run);
+    tail = next.catch(() => undefined);
+    return next;
   };
 }
 
@@ -236,26 +283,30 @@ export function openPostgres(opts: PostgresOptions): Db {
   // An idle client losing its connection must not crash the process; the next query reconnects.
   pool.on('error', (err) => opts.onError?.(err));
 
-  const wrap = (q: pg.Pool | pg.PoolClient, afterCommit: (fn: () => unknown) => void): Queryable => ({
-    async query<T>(sql: string, params: readonly unknown[] = []) {
-      try {
-        const result = await q.query(sql, params as unknown[]);
-        return { rows: camelRows<T>(result.rows), rowCount: result.rowCount ?? result.rows.length };
-      } catch (err) {
-        throw translateDbError(err);
-      }
-    },
-    async exec(sql: string) {
-      try {
-        await q.query(sql);
-      } catch (err) {
-        throw translateDbError(err);
-      }
-    },
-    afterCommit,
-  });
+  const wrap = (q: pg.Pool | pg.PoolClient, hooks: Hooks): Queryable => {
+    const turn = q instanceof pg.Pool ? (run: () => Promise<pg.QueryResult>) => run() : inTurn();
+    return {
+      async query<T>(sql: string, params: readonly unknown[] = []) {
+        try {
+          const result = await turn(() => q.query(sql, params as unknown[]));
+          return { rows: camelRows<T>(result.rows), rowCount: result.rowCount ?? result.rows.length };
+        } catch (err) {
+          throw translateDbError(err);
+        }
+      },
+      async exec(sql: string) {
+        try {
+          await turn(() => q.query(sql));
+        } catch (err) {
+          throw translateDbError(err);
+        }
+      },
+      afterCommit: hooks.after,
+      beforeCommit: hooks.before,
+    };
+  };
   const owner = {};
-  const base = guardPool(wrap(pool, runNow), owner);
+  const base = guardPool(wrap(pool, noTransaction), owner);
   return {
     kind: 'postgres',
     ...base,
@@ -264,10 +315,21 @@ export function openPostgres(opts: PostgresOptions): Db {
         const client = await pool.connect();
         const hooks = commitHooks();
         let broken = false;
+        // pg-pool listens for a checked-out client's errors only while it is idle: a connection lost
+        // between two statements of this transaction would be an unhandled 'error' and end the process.
+        let lost: Error | undefined;
+        const onLost = (err: Error) => {
+          lost = err;
+        };
+        client.on('error', onLost);
         let result: Awaited<ReturnType<typeof fn>>;
         try {
           await client.query('BEGIN');
-          result = await txScope.run(owner, () => fn(wrap(client, hooks.add)));
+          result = await txScope.run(owner, async () => {
+            const value = await fn(wrap(client, hooks));
+            await hooks.runBefore();
+            return value;
+          });
           await client.query('COMMIT');
         } catch (err) {
           try {
@@ -275,11 +337,12 @@ export function openPostgres(opts: PostgresOptions): Db {
           } catch {
             broken = true;
           }
-          throw err;
+          throw lost ? translateDbError(lost) : err;
         } finally {
-          client.release(broken);
+          client.off('error', onLost);
+          client.release(broken || lost !== undefined);
         }
-        await hooks.run();
+        await hooks.runAfter();
         return result;
       }),
     async ping() {

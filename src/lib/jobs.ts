@@ -41,6 +41,12 @@ export interface EnqueueOptions {
   jobId?: string;
 }
 
+export interface NewJob {
+  name: string;
+  payload: unknown;
+  opts?: EnqueueOptions;
+}
+
 export interface Jobs {
   readonly kind: 'local' | 'bullmq';
   define(def: JobDefinition): void;
@@ -49,6 +55,12 @@ export interface Jobs {
    * uses that); BullMQ ignores it.
    */
   enqueue(name: string, payload: unknown, opts?: EnqueueOptions, q?: Queryable): Promise<void>;
+  /**
+   * Adds several jobs at once (one round trip to Redis). A job the queue refuses (an unknown name, a
+   * bad payload) is left out and its error returned at its index; the others are added. Fails as a
+   * whole when the queue cannot be reached.
+   */
+  enqueueBatch(jobs: readonly NewJob[], q?: Queryable): Promise<(JobRefusedError | undefined)[]>;
   /** Runs `name` every `everyMs`, once per slot across all workers. Takes effect on start(). */
   repeat(name: string, everyMs: number, payload?: unknown): void;
   /** Starts consuming (worker role). */
@@ -68,6 +80,8 @@ interface Registered {
   check: ReturnType<typeof TypeCompiler.Compile>;
 }
 
+const unknownJob = (name: string) => `Unknown job ${name}: define it in worker.ts`;
+
 function registry() {
   const defs = new Map<string, Registered>();
   return {
@@ -77,11 +91,14 @@ function registry() {
     },
     get(name: string): Registered {
       const found = defs.get(name);
-      if (!found) throw new JobRefusedError(`Unknown job ${name}: define it in worker.ts`);
+      if (!found) throw new JobRefusedError(unknownJob(name));
       return found;
     },
+    /** What is wrong with this job (an unknown name, a bad payload), or null. */
     validate(name: string, payload: unknown): string | null {
-      const { check } = this.get(name);
+      const found = defs.get(name);
+      if (!found) return unknownJob(name);
+      const { check } = found;
       if (check.Check(payload)) return null;
       const first = check.Errors(payload).First();
       return `invalid payload for ${name}: ${first?.path || '/'} ${first?.message ?? ''}`;
@@ -273,11 +290,25 @@ export function localJobs(opts: { db: Db; clock: Clock; log: Logger; concurrency
   return {
     kind: 'local',
     define: (def) => defs.add(def),
-    async enqueue(name, payload, o, q) {
+    async enqueue(name, payload, opts, q) {
+      const [refused] = await this.enqueueBatch([{ name, payload, ...(opts ? { opts } : {}) }], q);
+      if (refused) throw refused;
+    },
+    async enqueueBatch(batch, q) {
       const target = q ?? db;
-      await insert(target, name, payload, o);
-      // Inside a transaction the row is invisible until commit.
+      const refused: (JobRefusedError | undefined)[] = [];
+      for (const job of batch) {
+        try {
+          await insert(target, job.name, job.payload, job.opts);
+          refused.push(undefined);
+        } catch (err) {
+          if (!(err instanceof JobRefusedError)) throw err;
+          refused.push(err);
+        }
+      }
+      // Inside a transaction the rows are invisible until commit.
       target.afterCommit(wake);
+      return refused;
     },
     repeat(name, everyMs, payload = {}) {
       checkRepeat(defs, name, everyMs, payload);
@@ -332,6 +363,8 @@ export function bullmqJobs(opts: {
   prefix: string;
   log: Logger;
   concurrency: number;
+  /** A running job's lock; a dead worker's jobs are found stalled and run again within it. */
+  lockMs?: number;
   /** How long enqueue() waits for Redis before failing (default 5000 ms). */
   enqueueTimeoutMs?: number;
 }): Jobs {
@@ -357,18 +390,31 @@ export function bullmqJobs(opts: {
   return {
     kind: 'bullmq',
     define: (def) => defs.add(def),
-    async enqueue(name, payload, o = {}) {
-      const problem = defs.validate(name, payload);
-      if (problem) throw new JobRefusedError(problem);
-      const { def } = defs.get(name);
-      const added = queue.add(name, payload, {
-        ...(o.jobId ? { jobId: o.jobId } : {}),
-        ...(o.delayMs ? { delay: o.delayMs } : {}),
-        ...jobOptions(def),
-      });
-      // BullMQ's connection queues commands until Redis is back, so add() alone would wait forever and
-      // hold the caller (the outbox relay: its transaction). If the add lands later, a retry with the
-      // same jobId is deduplicated.
+    async enqueue(name, payload, opts) {
+      const [refused] = await this.enqueueBatch([{ name, payload, ...(opts ? { opts } : {}) }]);
+      if (refused) throw refused;
+    },
+    async enqueueBatch(batch) {
+      const refused: (JobRefusedError | undefined)[] = [];
+      const adds = [];
+      for (const { name, payload, opts: o = {} } of batch) {
+        const problem = defs.validate(name, payload);
+        refused.push(problem ? new JobRefusedError(problem) : undefined);
+        if (problem) continue;
+        adds.push({
+          name,
+          data: payload,
+          opts: {
+            ...(o.jobId ? { jobId: o.jobId } : {}),
+            ...(o.delayMs ? { delay: o.delayMs } : {}),
+            ...jobOptions(defs.get(name).def),
+          },
+        });
+      }
+      if (adds.length === 0) return refused;
+      // BullMQ's connection queues commands until Redis is back, so addBulk() alone would wait forever
+      // and hold the caller (the outbox relay: its transaction). If the adds land later, a retry with
+      // the same jobIds is deduplicated.
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(
@@ -377,10 +423,11 @@ export function bullmqJobs(opts: {
         );
       });
       try {
-        await Promise.race([added, timeout]);
+        await Promise.race([queue.addBulk(adds), timeout]);
       } finally {
         clearTimeout(timer);
       }
+      return refused;
     },
     repeat(name, everyMs, payload = {}) {
       checkRepeat(defs, name, everyMs, payload);
@@ -400,6 +447,7 @@ export function bullmqJobs(opts: {
         connection: opts.connection,
         prefix: opts.prefix,
         concurrency: opts.concurrency,
+        ...(opts.lockMs ? { lockDuration: opts.lockMs, stalledInterval: opts.lockMs } : {}),
       });
       worker.on('error', (err) => log.warn({ err }, 'job worker connection error'));
       worker.on('failed', (job, err) => {

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { uuidv7 } from 'uuidv7';
 import type { Clock } from './clock.js';
 import type { Db, Queryable } from './db.js';
-import { JobRefusedError, type Jobs } from './jobs.js';
+import type { Jobs } from './jobs.js';
 
 /**
  * Jobs that must not be lost are written as outbox rows in the same transaction as the change that
@@ -21,8 +21,21 @@ export interface Outbox {
 const BATCH = 100;
 const KEEP_SENT_MS = 7 * 24 * 3600_000;
 
-export function makeOutbox(opts: { db: Db; jobs: Jobs; clock: Clock; log: Logger }): Outbox {
+/** The crash windows the fault tests hit (FAULT_POINT): after a writer's commit, after an enqueue. */
+export type OutboxFaultPoint = 'outbox.after_commit' | 'outbox.after_enqueue';
+
+export function makeOutbox(opts: {
+  db: Db;
+  jobs: Jobs;
+  clock: Clock;
+  log: Logger;
+  faultPoint?: OutboxFaultPoint;
+}): Outbox {
   const { db, jobs, clock, log } = opts;
+  // A crash gives no chance to clean up, so the fault tests die here the way a power cut would.
+  const crashAt = (point: OutboxFaultPoint) => {
+    if (opts.faultPoint === point) process.kill(process.pid, 'SIGKILL');
+  };
   let sweeper: NodeJS.Timeout | undefined;
   let relaying: Promise<number> | undefined;
   let again = false;
@@ -39,24 +52,34 @@ export function makeOutbox(opts: { db: Db; jobs: Jobs; clock: Clock; log: Logger
       );
       const now = clock.now();
       const sent: string[] = [];
-      for (const row of rows) {
-        const delayMs = Math.max(0, row.availableAt.getTime() - now.getTime());
-        try {
-          await jobs.enqueue(row.jobName, row.payload, { jobId: `outbox-${row.id}`, delayMs }, tx);
+      // A queue that is down fails the batch (it stays unsent). One row this process cannot enqueue
+      // (a job another version defines, a bad payload) must not hold up the others; it stays unsent
+      // too, for a process that knows the job, or for a person.
+      const errors = await jobs.enqueueBatch(
+        rows.map((row) => ({
+          name: row.jobName,
+          payload: row.payload,
+          opts: {
+            jobId: `outbox-${row.id}`,
+            delayMs: Math.max(0, row.availableAt.getTime() - now.getTime()),
+          },
+        })),
+        tx,
+      );
+      for (const [i, row] of rows.entries()) {
+        const err = errors[i];
+        if (!err) {
           sent.push(row.id);
-        } catch (err) {
-          // A queue that is down fails the batch (it stays unsent). One row this process cannot
-          // enqueue (a job another version defines, a bad payload) must not hold up the others; it
-          // stays unsent too, for a process that knows the job, or for a person.
-          if (!(err instanceof JobRefusedError)) throw err;
-          refused.add(row.id);
-          log.error(
-            { err, outboxId: row.id, job: row.jobName },
-            'outbox row refused by the job queue; left unsent',
-          );
+          continue;
         }
+        refused.add(row.id);
+        log.error(
+          { err, outboxId: row.id, job: row.jobName },
+          'outbox row refused by the job queue; left unsent',
+        );
       }
       if (sent.length > 0) {
+        crashAt('outbox.after_enqueue');
         await tx.query('UPDATE outbox SET sent_at = $2 WHERE id = ANY($1::uuid[])', [sent, now]);
       }
       return { seen: rows.length, sent: sent.length };
@@ -91,6 +114,15 @@ export function makeOutbox(opts: { db: Db; jobs: Jobs; clock: Clock; log: Logger
     return relaying;
   };
 
+  /** Rows added in a transaction and not written yet, by transaction. */
+  const unwritten = new WeakMap<Queryable, unknown[][]>();
+  const insertRows = (q: Queryable, rows: unknown[][]) =>
+    q.query(
+      `INSERT INTO outbox (id, job_name, payload, available_at, created_at)
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::timestamptz[], $5::timestamptz[])`,
+      [0, 1, 2, 3, 4].map((column) => rows.map((row) => row[column])),
+    );
+
   const relaySoon = () => {
     if (closed) return;
     relay().catch((err) => log.warn({ err }, 'outbox relay failed; the sweeper will retry'));
@@ -99,11 +131,28 @@ export function makeOutbox(opts: { db: Db; jobs: Jobs; clock: Clock; log: Logger
   return {
     async add(q, jobName, payload, o = {}) {
       const now = clock.now();
-      await q.query(
-        'INSERT INTO outbox (id, job_name, payload, available_at, created_at) VALUES ($1, $2, $3, $4, $5)',
-        [uuidv7(), jobName, JSON.stringify(payload), new Date(now.getTime() + (o.delayMs ?? 0)), now],
-      );
-      q.afterCommit(relaySoon);
+      const row = [
+        uuidv7(),
+        jobName,
+        JSON.stringify(payload),
+        new Date(now.getTime() + (o.delayMs ?? 0)),
+        now,
+      ];
+      // A transaction's rows (a completion adds several) go in one INSERT just before it commits.
+      const pending = unwritten.get(q);
+      if (pending) pending.push(row);
+      else {
+        unwritten.set(q, [row]);
+        await q.beforeCommit(() => {
+          const rows = unwritten.get(q) ?? [];
+          unwritten.delete(q);
+          return insertRows(q, rows);
+        });
+      }
+      q.afterCommit(() => {
+        crashAt('outbox.after_commit');
+        relaySoon();
+      });
     },
     relay,
     startSweeper(everyMs) {

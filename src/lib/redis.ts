@@ -29,8 +29,31 @@ export async function connectRedis(opts: RedisConnectOptions): Promise<Redis> {
       opts.onError?.(err);
     }
   });
+  failFastAfterTimeout(client, opts.commandTimeoutMs);
   await client.connect();
   return client;
+}
+
+/**
+ * A hung Redis answers nothing, so each command waits the whole command timeout; a request making
+ * several calls would wait several timeouts. After one command times out, the next ones fail at once
+ * for a while (callers fall back as when Redis is down), then are tried again.
+ */
+function failFastAfterTimeout(client: Redis, commandTimeoutMs: number) {
+  const pauseMs = Math.max(1000, commandTimeoutMs * 2);
+  let failUntil = 0;
+  const send = client.sendCommand.bind(client);
+  client.sendCommand = ((command: Parameters<Redis['sendCommand']>[0], stream?: unknown) => {
+    if (Date.now() < failUntil) {
+      command.reject(new Error('Redis is not answering (a recent command timed out)'));
+      return command.promise;
+    }
+    const result = send(command, stream as never);
+    command.promise.catch((err: unknown) => {
+      if (err instanceof Error && err.message === 'Command timed out') failUntil = Date.now() + pauseMs;
+    });
+    return result;
+  }) as Redis['sendCommand'];
 }
 
 /** Options for BullMQ's connections, which must wait for Redis rather than fail commands. */

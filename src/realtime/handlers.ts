@@ -4,9 +4,16 @@ import type { Logger } from 'pino';
 import type { Socket } from 'socket.io';
 import { AppError } from '../lib/errors.js';
 import type { RateLimiter } from '../lib/ratelimit.js';
-import type { Ack, AckResponse, ClientToServerEvents, ServerToClientEvents, SocketData } from './events.js';
+import type {
+  Ack,
+  AckResponse,
+  ClientToServerEvents,
+  InterServerEvents,
+  ServerToClientEvents,
+  SocketData,
+} from './events.js';
 
-export type AppSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+export type AppSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 
 export interface SocketContext {
   userId: string;
@@ -20,6 +27,8 @@ export interface SocketHandler<S extends TSchema = TSchema, R = unknown> {
   event: keyof ClientToServerEvents;
   payload: S;
   rateLimit?: { max: number; windowMs: number };
+  /** Social events, like `config.verified` routes: email_not_verified until the address is confirmed. */
+  verified?: boolean;
   handle(ctx: SocketContext, payload: Static<S>): Promise<R>;
 }
 
@@ -33,7 +42,14 @@ const FLOOD_HARD = 120;
 export function installHandlers(
   socket: AppSocket,
   handlers: SocketHandler[],
-  opts: { rateLimiter: RateLimiter; multiplier: number; log: Logger },
+  opts: {
+    rateLimiter: RateLimiter;
+    multiplier: number;
+    requireVerifiedEmail: boolean;
+    /** Asked again while the handshake said unverified: confirming the address needs no reconnection. */
+    verifiedNow: (userId: string) => Promise<boolean>;
+    log: Logger;
+  },
 ) {
   const known = new Map(
     handlers.map((h) => [h.event as string, { h, check: TypeCompiler.Compile(h.payload) }]),
@@ -55,12 +71,14 @@ export function installHandlers(
       count = 0;
     }
     count++;
-    if (count > FLOOD_HARD) {
+    // RATE_LIMIT_MULTIPLIER scales this guard like every other limit; 0 turns it off (load tests).
+    if (opts.multiplier <= 0) return false;
+    if (count > FLOOD_HARD * opts.multiplier) {
       log.warn('socket flood; disconnecting');
       socket.disconnect(true);
       return true;
     }
-    if (count > FLOOD_SOFT) {
+    if (count > FLOOD_SOFT * opts.multiplier) {
       fail(ack, 'rate_limited', 'Too many events; slow down.');
       return true;
     }
@@ -92,6 +110,15 @@ export function installHandlers(
 
   const run = async (h: SocketHandler, payload: unknown, ack: Ack<unknown> | undefined) => {
     try {
+      if (h.verified && opts.requireVerifiedEmail && !socket.data.emailVerified) {
+        socket.data.emailVerified = await opts.verifiedNow(socket.data.userId);
+        if (!socket.data.emailVerified)
+          return fail(
+            ack,
+            'email_not_verified',
+            'Confirm your email address first; we can send the mail again.',
+          );
+      }
       if (h.rateLimit && opts.multiplier > 0) {
         const max = Math.max(1, Math.floor(h.rateLimit.max * opts.multiplier));
         const result = await opts.rateLimiter.hit(

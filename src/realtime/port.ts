@@ -1,17 +1,17 @@
 import type { Server } from 'socket.io';
 import type {
   ClientToServerEvents,
+  InterServerEvents,
   ServerEventData,
   ServerEventName,
   ServerToClientEvents,
   SocketData,
 } from './events.js';
 
-export type Io = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+export type Io = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 
 export const userRoom = (userId: string) => `user:${userId}`;
 export const sessionRoom = (sessionId: string) => `session:${sessionId}`;
-export const groupRoom = (groupTaskId: string) => `group:${groupTaskId}`;
 
 /**
  * How services talk to connected clients. It goes through the socket.io adapter, so it reaches
@@ -21,6 +21,8 @@ export const groupRoom = (groupTaskId: string) => `group:${groupTaskId}`;
 export interface Realtime {
   toUser<E extends ServerEventName>(userId: string, event: E, data: ServerEventData<E>): void;
   toRoom<E extends ServerEventName>(room: string, event: E, data: ServerEventData<E>): void;
+  /** One broadcast to every device of these users (each socket gets it once). */
+  toUsers<E extends ServerEventName>(userIds: string[], event: E, data: ServerEventData<E>): void;
   /** Ends every connection of a session (logout, revocation), on every node. */
   endSession(sessionId: string): void;
   /** Ends every connection of a user (account deleted), on every node. */
@@ -28,7 +30,7 @@ export interface Realtime {
 }
 
 export function makeRealtime(io: Io): Realtime {
-  const emit = (room: string, event: ServerEventName, data: unknown) =>
+  const emit = (room: string | string[], event: ServerEventName, data: unknown) =>
     (io.to(room).emit as (event: string, data: unknown) => boolean)(event, data);
   const end = (room: string) => {
     io.to(room).emit('system:disconnecting', { reason: 'session_ended' });
@@ -37,6 +39,9 @@ export function makeRealtime(io: Io): Realtime {
   return {
     toUser: (userId, event, data) => emit(userRoom(userId), event, data),
     toRoom: (room, event, data) => emit(room, event, data),
+    toUsers: (userIds, event, data) => {
+      if (userIds.length) emit(userIds.map(userRoom), event, data);
+    },
     endSession: (sessionId) => end(sessionRoom(sessionId)),
     endUser: (userId) => end(userRoom(userId)),
   };

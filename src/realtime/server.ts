@@ -1,13 +1,17 @@
-import type { Server as HttpServer, IncomingMessage } from 'node:http';
+import type { Server as HttpServer, IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
 import type { Redis } from 'ioredis';
 import { Server } from 'socket.io';
 import type { Config } from '../config.js';
 import type { Deps } from '../deps.js';
 import { accessCookieName } from '../lib/auth.js';
+import type { Principal } from '../lib/tokens.js';
+import { chatSocketHandlers } from '../modules/chat/chat.socket.js';
+import { leaderboardsSocketHandlers } from '../modules/leaderboards/leaderboards.socket.js';
 import { systemSocketHandlers } from '../modules/system/system.socket.js';
+import { socketsAcross } from './cluster.js';
 import { type AppSocket, installHandlers, type SocketHandler } from './handlers.js';
-import { groupRoom, type Io, sessionRoom, userRoom } from './port.js';
+import { type Io, sessionRoom, userRoom } from './port.js';
 
 const MAX_CONNECTIONS_PER_USER = 20;
 
@@ -22,6 +26,11 @@ export function createIo(config: Config, redis: Redis | undefined): Io {
     // Big enough that an oversize chat message reaches validation and gets an error ack, instead of
     // the transport dropping the connection.
     maxHttpBufferSize: 256 * 1024,
+    // A connection that never joins the namespace (socket.io's default waits 45 s) is held no longer than
+    // an HTTP request may take to arrive.
+    connectTimeout: config.REQUEST_TIMEOUT_MS,
+    pingInterval: config.SOCKET_PING_INTERVAL_MS,
+    pingTimeout: config.SOCKET_PING_TIMEOUT_MS,
     connectionStateRecovery: { maxDisconnectionDuration: 2 * 60_000, skipMiddlewares: false },
     cors: { origin: config.CORS_ORIGINS, credentials: true },
     allowRequest: (req, cb) =>
@@ -91,6 +100,73 @@ function originAllowed(req: IncomingMessage, config: Config): boolean {
   return origin === undefined || config.CORS_ORIGINS.includes(origin);
 }
 
+/**
+ * The access token a handshake carries: `auth.token`, or the session cookie, which counts only with
+ * an Origin (browsers always send one; a cookie without one is not from a page we allowed).
+ */
+function credentialOf(
+  auth: unknown,
+  headers: IncomingHttpHeaders,
+  config: Config,
+): string | undefined | 'origin_not_allowed' {
+  const fromAuth = (auth as { token?: unknown } | undefined)?.token;
+  if (typeof fromAuth === 'string') return fromAuth;
+  const fromCookie = cookieValue(headers.cookie, accessCookieName(config.isProduction));
+  if (fromCookie !== undefined && !headers.origin) return 'origin_not_allowed';
+  return fromCookie;
+}
+
+// The part of socket.io-adapter's Session this reads.
+type RestoreSession = (pid: string, offset: string) => Promise<{ data: unknown } | null>;
+
+/**
+ * Connection-state recovery restores a session's rooms and sends the packets it missed while the
+ * socket is created, before any middleware runs (socket.io 4.8, Namespace#_createSocket). So a
+ * session is restored only for the principal it belonged to, checked first: a revoked session, an
+ * expired token or another user's token starts afresh with nothing replayed (the client resyncs).
+ */
+function guardRecovery(io: Io, deps: Pick<Deps, 'auth' | 'config' | 'log'>): WeakMap<object, Principal> {
+  const nsp = io.of('/') as unknown as {
+    _createSocket(client: { request: IncomingMessage }, auth: Record<string, unknown>): Promise<unknown>;
+    adapter: { restoreSession: RestoreSession };
+  };
+  // pid → the principal of the connection asking to restore it, while that connection is created.
+  const claims = new Map<string, Principal>();
+  // Restored sockets → the principal just checked for them, which the handshake middleware reuses.
+  const restored = new WeakMap<object, Principal>();
+  const restore: RestoreSession = nsp.adapter.restoreSession.bind(nsp.adapter);
+  nsp.adapter.restoreSession = async (pid, offset) => {
+    const principal = claims.get(pid);
+    if (!principal) return null;
+    const session = await restore(pid, offset);
+    const owner = session?.data as { userId?: string; sessionId?: string } | undefined;
+    return owner?.userId === principal.userId && owner.sessionId === principal.sessionId ? session : null;
+  };
+  const create = nsp._createSocket.bind(nsp);
+  nsp._createSocket = async (client, auth) => {
+    const pid = auth?.pid;
+    if (typeof pid !== 'string') return create(client, auth);
+    const credential = credentialOf(auth, client.request.headers, deps.config);
+    const principal =
+      credential === 'origin_not_allowed'
+        ? null
+        : await deps.auth.authenticate(credential).catch((err: unknown) => {
+            deps.log.warn({ err }, 'recovery check failed; starting afresh');
+            return null;
+          });
+    if (!principal) return create(client, auth);
+    claims.set(pid, principal);
+    try {
+      const socket = await create(client, auth);
+      if ((socket as { recovered?: boolean }).recovered) restored.set(socket as object, principal);
+      return socket;
+    } finally {
+      claims.delete(pid);
+    }
+  };
+  return restored;
+}
+
 function cookieValue(header: string | undefined, name: string): string | undefined {
   if (!header) return undefined;
   for (const part of header.split(';')) {
@@ -107,9 +183,27 @@ function cookieValue(header: string | undefined, name: string): string | undefin
   return undefined;
 }
 
+/**
+ * When the server closes a WebSocket (ping timeout, never joined, session ended, shutdown), ws sends a
+ * close frame and keeps the TCP connection until the client answers it, 30 s by default: a client that
+ * stopped reading held its connection that long after it was declared dead. A live client answers within
+ * a round trip, so the wait is the ping timeout, at most 5 s.
+ * ws reads the option from its server's options as each connection is made. engine.io keeps that server
+ * private (hence the guarded reach into it) and makes a new one whenever the HTTP server starts
+ * listening, after attach: so it is set again then (engine.io's listener was added first, so runs first).
+ */
+function limitCloseHandshake(io: Io, httpServer: HttpServer, config: Config) {
+  const apply = () => {
+    const ws = (io.engine as unknown as { ws?: { options?: { closeTimeout?: number } } }).ws;
+    if (ws?.options) ws.options.closeTimeout = Math.min(config.SOCKET_PING_TIMEOUT_MS, 5000);
+  };
+  apply();
+  httpServer.on('listening', apply);
+}
+
 /** Every module's socket handlers, listed explicitly. */
 function allHandlers(deps: Deps): SocketHandler[] {
-  return [...systemSocketHandlers(deps)];
+  return [...systemSocketHandlers(deps), ...chatSocketHandlers(deps), ...leaderboardsSocketHandlers(deps)];
 }
 
 export function attachSockets(httpServer: HttpServer, deps: Deps) {
@@ -117,9 +211,18 @@ export function attachSockets(httpServer: HttpServer, deps: Deps) {
   const log = deps.log.child({ component: 'realtime' });
   const handlers = allHandlers(deps);
   io.attach(httpServer);
+  limitCloseHandshake(io, httpServer, config);
+  const restoredSockets = guardRecovery(io, { ...deps, log });
+  const adopt = (socket: AppSocket, principal: Principal) => {
+    socket.data.userId = principal.userId;
+    socket.data.sessionId = principal.sessionId;
+    socket.data.expiresAt = principal.expiresAt;
+    socket.data.emailVerified = principal.emailVerified === true;
+  };
+  // Leaderboard changes from every node and worker; this node pushes them to its own watchers.
+  io.on('leaderboards:dirty', (rooms) => deps.leaderboards.markDirty(Array.isArray(rooms) ? rooms : []));
+  deps.leaderboards.startLive();
 
-  // Sockets that came back with a connection-state session that was not theirs (see below).
-  const notRecovered = new WeakSet<AppSocket>();
   // Told first, then closed. Sent to this node only: a plain socket.emit goes through the adapter when
   // connection-state recovery is on, and with Redis it would still be on its way when the socket closes.
   const endSocket = (socket: AppSocket, reason: 'token_expired') => {
@@ -131,31 +234,28 @@ export function attachSockets(httpServer: HttpServer, deps: Deps) {
   // while the client was away does not come back.
   io.use(async (socket, next) => {
     try {
-      const fromAuth = (socket.handshake.auth as { token?: unknown } | undefined)?.token;
-      const token =
-        typeof fromAuth === 'string'
-          ? fromAuth
-          : cookieValue(socket.handshake.headers.cookie, accessCookieName(config.isProduction));
-      const viaCookie = typeof fromAuth !== 'string' && token !== undefined;
-      if (viaCookie && !socket.handshake.headers.origin) return next(new Error('origin_not_allowed'));
-      const principal = await deps.auth.authenticate(token);
-      if (!principal) return next(new Error('unauthorized'));
-      if (
-        socket.recovered &&
-        (socket.data.userId !== principal.userId || socket.data.sessionId !== principal.sessionId)
-      ) {
-        // The recovery id came from someone else's connection (another account signed in on the same
-        // tab): it starts afresh instead of keeping that connection's rooms.
-        for (const room of socket.rooms) if (room !== socket.id) void socket.leave(room);
-        notRecovered.add(socket);
+      // A restored socket is back in its rooms already, but socket.io delivers broadcasts only to
+      // connected sockets: any await here would be a window in which messages to it are dropped. Its
+      // credential was checked for this very connection just before the restore, and it was counted
+      // when it first connected, so it goes through without waiting.
+      const checked = restoredSockets.get(socket);
+      if (checked) {
+        adopt(socket, checked);
+        return next();
       }
+      const credential = credentialOf(socket.handshake.auth, socket.handshake.headers, config);
+      if (credential === 'origin_not_allowed') return next(new Error('origin_not_allowed'));
+      const principal = await deps.auth.authenticate(credential);
+      if (!principal) return next(new Error('unauthorized'));
       const room = userRoom(principal.userId);
-      // A recovered socket is already back in its user room; it does not count against itself.
-      const open = (io.of('/').adapter.rooms.get(room)?.size ?? 0) - (socket.rooms.has(room) ? 1 : 0);
+      // Every node's sockets count; a recovered socket is already back in its user room and does not
+      // count against itself.
+      const sockets = await socketsAcross(io, [room], {
+        onFallback: (err) => log.warn({ err }, 'cluster socket count unavailable; counting this node'),
+      });
+      const open = sockets.filter((s) => s.id !== socket.id).length;
       if (open >= MAX_CONNECTIONS_PER_USER) return next(new Error('too_many_connections'));
-      socket.data.userId = principal.userId;
-      socket.data.sessionId = principal.sessionId;
-      socket.data.expiresAt = principal.expiresAt;
+      adopt(socket, principal);
       next();
     } catch (err) {
       log.error({ err }, 'socket handshake failed');
@@ -165,13 +265,8 @@ export function attachSockets(httpServer: HttpServer, deps: Deps) {
 
   io.on('connection', (socket) => {
     void socket.join([userRoom(socket.data.userId), sessionRoom(socket.data.sessionId)]);
-    // The rooms of the group tasks they are in (later changes join and leave through the adapter).
-    deps.groups.groupIdsOf(socket.data.userId).then(
-      (ids) => {
-        if (ids.length && socket.connected) void socket.join(ids.map(groupRoom));
-      },
-      (err) => log.warn({ err }, 'could not join group rooms'),
-    );
+    deps.presenceUpdates.connected(socket.data.userId);
+    socket.once('disconnect', () => deps.presenceUpdates.disconnected(socket.data.userId));
     // Armed only once connected: a handshake the client abandons never fires 'disconnect' to clear it.
     // Measured on the clock that validated the token, so an injected clock does not cut sockets off.
     const { expiresAt } = socket.data;
@@ -185,11 +280,17 @@ export function attachSockets(httpServer: HttpServer, deps: Deps) {
     installHandlers(socket, handlers, {
       rateLimiter: deps.rateLimiter,
       multiplier: config.RATE_LIMIT_MULTIPLIER,
+      requireVerifiedEmail: config.REQUIRE_VERIFIED_EMAIL,
+      verifiedNow: async (userId) =>
+        (await deps.accounts.getMe(userId).catch(() => undefined))?.emailVerified === true,
       log,
     });
     socket.emit('system:welcome', {
       userId: socket.data.userId,
-      recovered: socket.recovered && !notRecovered.has(socket),
+      // With Redis, restoring a session takes round trips to it, during which this node may drop
+      // broadcasts meant for the socket (neither replayed nor delivered): the client is told to resync
+      // by seq. Missed packets are still replayed; clients drop what they already have by seq.
+      recovered: socket.recovered && !deps.redis,
     });
   });
 }

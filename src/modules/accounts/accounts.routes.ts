@@ -61,7 +61,7 @@ export const accountsRoutes =
           summary: 'Create an account; a verification mail is queued',
           tags,
           body: RegisterBody,
-          response: { 201: Me },
+          response: { 201: Me, 409: problemResponse('username_taken or email_taken.') },
         },
       },
       async (request, reply) => reply.code(201).send(await accounts.register(request.body)),
@@ -112,7 +112,12 @@ export const accountsRoutes =
           summary: 'Sign in with email or username; returns tokens and sets cookies',
           tags,
           body: LoginBody,
-          response: { 200: AuthResult },
+          response: {
+            200: AuthResult,
+            401: problemResponse(
+              'invalid_credentials (the same answer for an unknown login and a wrong password).',
+            ),
+          },
         },
       },
       async (request, reply) => {
@@ -132,7 +137,11 @@ export const accountsRoutes =
           summary: 'Trade a refresh token (body or cookie) for new tokens; the old one stops working',
           tags,
           body: RefreshBody,
-          response: { 200: AuthResult },
+          response: {
+            200: AuthResult,
+            401: problemResponse('The refresh token is unknown, expired, revoked or reused.'),
+            403: problemResponse('origin_not_allowed: a refresh cookie sent from a foreign Origin.'),
+          },
         },
       },
       async (request, reply) => {

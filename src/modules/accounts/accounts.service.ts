@@ -15,6 +15,7 @@ import { type FileStorage, newKey } from '../../lib/storage.js';
 import { canonicalTimeZone } from '../../lib/time.js';
 import type { AccessTokens, Principal } from '../../lib/tokens.js';
 import type { Realtime } from '../../realtime/port.js';
+import type { LeaderboardsService } from '../leaderboards/leaderboards.service.js';
 import type { StatsService } from '../stats/stats.service.js';
 import {
   dummyHash,
@@ -72,6 +73,7 @@ export function makeAccountsService(deps: {
   log: Logger;
   storage: FileStorage;
   stats: Pick<StatsService, 'changed'>;
+  boards: Pick<LeaderboardsService, 'profileChanged'>;
   config: Pick<Config, 'ACCESS_TOKEN_SECRET' | 'RATE_LIMIT_MULTIPLIER' | 'PUBLIC_URL' | 'APP_URL'>;
 }) {
   const { db, clock, outbox, realtime, tokens, config } = deps;
@@ -425,6 +427,8 @@ export function makeAccountsService(deps: {
         const before = await repo.findUserById(tx, userId);
         if (!before) return undefined;
         const updated = await repo.updateUser(tx, userId, fields, now);
+        if (updated && updated.profileVisibility !== before.profileVisibility)
+          await deps.boards.profileChanged(tx, userId);
         if (
           patch.dailyGoal !== undefined ||
           patch.timezone !== undefined ||

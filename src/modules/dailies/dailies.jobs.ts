@@ -1,4 +1,5 @@
 import { Type as T } from '@sinclair/typebox';
+import { AppError } from '../../lib/errors.js';
 import { defineJob } from '../../lib/jobs.js';
 import type { Realtime } from '../../realtime/port.js';
 import { DAY_CLOSED_JOB, type DailiesService } from './dailies.service.js';
@@ -13,7 +14,9 @@ export const dailiesJobs = (deps: { dailies: DailiesService; realtime: Realtime 
     attempts: 3,
     backoffMs: 30_000,
     // Walks every user whose day has ended since the last run, in batches by id. One user's failure
-    // does not hold up the others; the job fails at the end so it is retried for them.
+    // does not hold up the others; the job fails at the end so it is retried for them. A database
+    // that is out (or a pool too busy to lend a connection) would fail every user alike, so the run
+    // stops there and the retry, logged as a warning, walks them all again.
     async handler(_payload, { log }) {
       let after: string | null = null;
       let users = 0;
@@ -27,6 +30,7 @@ export const dailiesJobs = (deps: { dailies: DailiesService; realtime: Realtime 
             days += await deps.dailies.closeDays(id);
             users++;
           } catch (err) {
+            if (err instanceof AppError && err.status === 503) throw err;
             failed.push(id);
             log.error({ err, userId: id }, 'closing days failed');
           }

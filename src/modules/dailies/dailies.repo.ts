@@ -237,17 +237,25 @@ export async function saveOverall(q: Queryable, userId: string, state: OverallSt
 }
 
 /**
- * Users whose stored streak may be behind: never closed, or last closed before yesterday as their
- * current settings count days. The job then decides per user with the exact calendar.
+ * Users whose stored streak may be behind: never closed, or last closed before the last day whose
+ * grace window is over, as their current settings count days. The job then decides per user with
+ * the exact calendar.
  */
-export async function usersBehind(q: Queryable, now: Date, afterUserId: string | null, limit: number) {
+export async function usersBehind(
+  q: Queryable,
+  now: Date,
+  graceHours: number,
+  afterUserId: string | null,
+  limit: number,
+) {
   const { rows } = await q.query<{ id: string }>(
     `SELECT u.id FROM users u LEFT JOIN overall_streaks o ON o.user_id = u.id
      WHERE ($3::uuid IS NULL OR u.id > $3)
        AND (o.last_closed_date IS NULL
-            OR o.last_closed_date < ((($1::timestamptz AT TIME ZONE u.timezone) - make_interval(hours => u.day_start_hour))::date - 1))
+            OR o.last_closed_date < ((($1::timestamptz - make_interval(hours => $4)) AT TIME ZONE u.timezone
+                                      - make_interval(hours => u.day_start_hour))::date - 1))
      ORDER BY u.id LIMIT $2`,
-    [now, limit, afterUserId],
+    [now, limit, afterUserId, graceHours],
   );
   return rows.map((r) => r.id);
 }

@@ -1,4 +1,5 @@
 import { type Static, Type as T } from '@sinclair/typebox';
+import { Description, Title } from '../../http/schemas.js';
 
 const strict = { additionalProperties: false } as const;
 const Priority = T.Union([T.Literal('low'), T.Literal('medium'), T.Literal('high')]);
@@ -36,8 +37,8 @@ export const DailyList = T.Object({ items: T.Array(Daily), nextCursor: T.Null() 
 
 export const CreateDailyBody = T.Object(
   {
-    title: T.String({ minLength: 1, maxLength: 200 }),
-    description: T.Optional(T.String({ maxLength: 5000 })),
+    title: Title,
+    description: T.Optional(Description),
     priority: T.Optional(Priority),
     weekdays: T.Optional(Weekdays),
   },
@@ -46,8 +47,8 @@ export const CreateDailyBody = T.Object(
 export type CreateDaily = Static<typeof CreateDailyBody>;
 export const UpdateDailyBody = T.Object(
   {
-    title: T.Optional(T.String({ minLength: 1, maxLength: 200 })),
-    description: T.Optional(T.String({ maxLength: 5000 })),
+    title: T.Optional(Title),
+    description: T.Optional(Description),
     priority: T.Optional(Priority),
     weekdays: T.Optional(Weekdays),
   },

@@ -69,15 +69,26 @@ export function makeDailiesService(deps: {
     return counts;
   }
 
+  /** The instant yesterday stops taking late check-ins and undos: GRACE_HOURS into today. */
+  const graceEnds = (calendar: DayCalendar, today: LocalDate) =>
+    calendar.start(today).getTime() + deps.config.GRACE_HOURS * 3600_000;
+
   /**
-   * The overall streak closed through yesterday: the stored state plus any days the rollover has not
-   * closed yet (so reads are right even when the job is late), and what each such day counted as.
+   * The overall streak closed through yesterday (or `through`): the stored state plus any days the
+   * rollover has not closed yet (so reads are right even when the job is late), and what each such
+   * day counted as.
    */
-  async function catchUp(q: Queryable, userId: string, calendar: DayCalendar, stored: OverallState | null) {
+  async function catchUp(
+    q: Queryable,
+    userId: string,
+    calendar: DayCalendar,
+    stored: OverallState | null,
+    through?: LocalDate,
+  ) {
     const today = calendar.dateOf(clock.now());
     const start = stored ?? { ...emptyOverallState(), lastClosedDate: addDays(calendar.firstDay, -1) };
     const from = addDays(start.lastClosedDate ?? addDays(calendar.firstDay, -1), 1);
-    const yesterday = addDays(today, -1);
+    const yesterday = through ?? addDays(today, -1);
     const counts = await completions(q, userId, earlierDate(from, today), today);
     // Read inside the caller's transaction: the embedded database has one connection.
     const { dailyGoal: goal } = await deps.accounts.getMe(userId, q);
@@ -98,6 +109,24 @@ export function makeDailiesService(deps: {
     return { today, state, closed, todayCompleted: counts.get(today) ?? 0, goal, startedFrom: stored };
   }
 
+  /**
+   * Days the overall streak spent a freeze on: those the rollover closed, and those it has not closed
+   * yet as a read folds them (as stats do), so a daily's streak does not wait for the job.
+   */
+  async function frozenDays(
+    q: Queryable,
+    userId: string,
+    calendar: DayCalendar,
+    from: LocalDate,
+    to: LocalDate,
+  ) {
+    const frozen = await repo.frozenDates(q, userId, from, to);
+    const caught = await catchUp(q, userId, calendar, await repo.readOverall(q, userId));
+    for (const day of caught.closed)
+      if (day.outcome === 'frozen' && day.date >= from && day.date <= to) frozen.add(day.date);
+    return frozen;
+  }
+
   async function dailyDtos(q: Queryable, userId: string, rows: repo.DailyRow[]): Promise<Daily[]> {
     if (rows.length === 0) return [];
     const calendar = await deps.accounts.dayCalendar(userId, q);
@@ -109,7 +138,7 @@ export function makeDailiesService(deps: {
         rows.map((r) => r.id),
         earliest,
       ),
-      repo.frozenDates(q, userId, earliest, today),
+      frozenDays(q, userId, calendar, earliest, today),
     ]);
     return rows.map((row) => {
       const mine = new Map(
@@ -140,14 +169,23 @@ export function makeDailiesService(deps: {
     });
   }
 
+  /**
+   * A change to yesterday takes the lock the rollover closes days under, and the window is checked
+   * after it: yesterday then closes either with the change or after its window, never in between.
+   */
+  async function lockForLateDay(q: Queryable, userId: string, calendar: DayCalendar, date?: LocalDate) {
+    if (date !== undefined && date !== calendar.dateOf(clock.now()))
+      await repo.lockOverall(q, userId, clock.now());
+  }
+
   /** Which day a check-in targets, and whether it is late; refuses anything outside the window. */
   function checkInDay(calendar: DayCalendar, requested: LocalDate | undefined) {
     const now = clock.now();
     const today = calendar.dateOf(now);
     const date = requested ?? today;
     if (date === today) return { date, late: false };
-    const graceEnds = calendar.start(today).getTime() + deps.config.GRACE_HOURS * 3600_000;
-    if (date === addDays(today, -1) && now.getTime() < graceEnds) return { date, late: true };
+    if (date === addDays(today, -1) && now.getTime() < graceEnds(calendar, today))
+      return { date, late: true };
     throw invalid(
       'date_out_of_range',
       `Check in for today (${today}), or yesterday within ${deps.config.GRACE_HOURS} hours of today's start.`,
@@ -267,6 +305,7 @@ export function makeDailiesService(deps: {
       return idempotent<CheckIn>(db, key, clock.now(), async (tx) => {
         const daily = await loadDaily(tx, userId, id, true);
         const calendar = await deps.accounts.dayCalendar(userId, tx);
+        await lockForLateDay(tx, userId, calendar, requested);
         const { date, late } = checkInDay(calendar, requested);
         if (date < daily.createdOn || !daily.weekdays.includes(isoWeekday(date))) {
           throw invalid('not_due', `This daily is not due on ${date}.`);
@@ -295,7 +334,9 @@ export function makeDailiesService(deps: {
     async undoCheckIn(userId: string, id: string, date: LocalDate) {
       await db.tx(async (tx) => {
         await loadDaily(tx, userId, id, true);
-        checkInDay(await deps.accounts.dayCalendar(userId, tx), date);
+        const calendar = await deps.accounts.dayCalendar(userId, tx);
+        await lockForLateDay(tx, userId, calendar, date);
+        checkInDay(calendar, date);
         if (!(await repo.deleteCheckIn(tx, id, date))) throw notFound('check-in');
         await deps.stats.revoke(tx, { userId, source: 'daily_done', sourceKey: `${id}:${date}` });
         emitChanged(tx, userId, id);
@@ -313,7 +354,7 @@ export function makeDailiesService(deps: {
         throw invalid('invalid_range', `Ask for at most ${HISTORY_MAX_DAYS} days.`);
       const [checkIns, frozen] = await Promise.all([
         repo.checkInsOf(db, [id], from),
-        repo.frozenDates(db, userId, from, to),
+        frozenDays(db, userId, calendar, from, to),
       ]);
       const map = new Map(checkIns.map((c) => [c.date, c.late ? ('late' as const) : ('on_time' as const)]));
       return {
@@ -336,7 +377,7 @@ export function makeDailiesService(deps: {
     },
 
     /**
-     * Closes every day of this user that has ended: day summaries, spent and earned freezes, the
+     * Closes every day of this user that has ended and whose grace window is over: day summaries, spent and earned freezes, the
      * stored streak, perfect-day and milestone points, and a day-closed event. Idempotent and safe
      * to race: the stored state is locked, and a day already closed is never folded again.
      */
@@ -344,7 +385,11 @@ export function makeDailiesService(deps: {
       return db.tx(async (tx) => {
         const { state: stored } = await repo.lockOverall(tx, userId, clock.now());
         const calendar = await deps.accounts.dayCalendar(userId, tx);
-        const caught = await catchUp(tx, userId, calendar, stored);
+        // Yesterday stays open until its grace window ends: a late check-in or an undo may still change it.
+        const now = clock.now();
+        const today = calendar.dateOf(now);
+        const through = addDays(today, now.getTime() < graceEnds(calendar, today) ? -2 : -1);
+        const caught = await catchUp(tx, userId, calendar, stored, through);
         if (stored && caught.closed.length === 0) return 0;
         for (const day of caught.closed) {
           if (
@@ -396,6 +441,6 @@ export function makeDailiesService(deps: {
     exportFor: (userId: string) => repo.exportDailies(db, userId),
 
     usersBehind: (afterUserId: string | null, limit: number) =>
-      repo.usersBehind(db, clock.now(), afterUserId, limit),
+      repo.usersBehind(db, clock.now(), deps.config.GRACE_HOURS, afterUserId, limit),
   };
 }

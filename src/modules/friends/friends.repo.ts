@@ -40,9 +40,11 @@ export async function lockUser(q: Queryable, id: string): Promise<PublicUserRow 
   return rows[0];
 }
 
-export async function findUsers(q: Queryable, ids: string[]): Promise<PublicUserRow[]> {
+/** These users (those that exist); only those with a public profile when `publicOnly`. */
+export async function findUsers(q: Queryable, ids: string[], publicOnly = false): Promise<PublicUserRow[]> {
   const { rows } = await q.query<PublicUserRow>(
-    `SELECT ${PUBLIC_USER_COLUMNS} FROM users u WHERE u.id = ANY($1::uuid[])`,
+    `SELECT ${PUBLIC_USER_COLUMNS} FROM users u WHERE u.id = ANY($1::uuid[])
+       ${publicOnly ? `AND u.profile_visibility = 'public'` : ''}`,
     [ids],
   );
   return rows;
@@ -192,6 +194,25 @@ export async function listPendingRequests(
 export interface FriendRow extends PublicUserRow {
   /** lower(username): the list's order and cursor. */
   key: string;
+}
+
+/** Every friend's id (presence announcements go to them). */
+export async function friendIds(q: Queryable, userId: string): Promise<string[]> {
+  const { rows } = await q.query<{ id: string }>(
+    `SELECT user_b AS id FROM friendships WHERE user_a = $1
+     UNION ALL
+     SELECT user_a FROM friendships WHERE user_b = $1`,
+    [userId],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** Presence: when the user's last connection closed (never moves back). */
+export async function touchLastSeen(q: Queryable, userId: string, at: Date) {
+  await q.query('UPDATE users SET last_seen_at = GREATEST(coalesce(last_seen_at, $2), $2) WHERE id = $1', [
+    userId,
+    at,
+  ]);
 }
 
 /** A user's friends in username order (in the "C" collation), after a keyset position. */

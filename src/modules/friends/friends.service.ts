@@ -6,7 +6,10 @@ import { AppError, conflict, invalid, notFound } from '../../lib/errors.js';
 import { type IdempotencyKey, idempotent, type Outcome } from '../../lib/idempotency.js';
 import type { Outbox } from '../../lib/outbox.js';
 import type { Realtime } from '../../realtime/port.js';
+import type { BadgesService } from '../badges/badges.service.js';
 import type { DailiesService } from '../dailies/dailies.service.js';
+import type { GroupsService } from '../groups/groups.service.js';
+import type { NotificationsService } from '../notifications/notifications.service.js';
 import {
   decodeCursor,
   encodeCursor,
@@ -69,10 +72,15 @@ export function makeFriendsService(deps: {
   realtime: Realtime;
   presence: Presence;
   dailies: Pick<DailiesService, 'stats'>;
+  notifications: Pick<NotificationsService, 'notify' | 'forgetActor'>;
+  /** A new friendship may earn either person a badge. */
+  badges: Pick<BadgesService, 'queue'>;
+  /** Group invitations go to friends only; the end of a friendship ends them. */
+  groups: Pick<GroupsService, 'cancelInvitationsBetween'>;
   log: Logger;
   publicUrl: string;
 }) {
-  const { db, clock, outbox, realtime, log } = deps;
+  const { db, clock, outbox, realtime, notifications, log } = deps;
   const toSummary = summaryMaker(deps.publicUrl);
   const notify = (q: Queryable, payload: FriendsNotifyPayload) => outbox.add(q, FRIENDS_NOTIFY_JOB, payload);
 
@@ -95,7 +103,15 @@ export function makeFriendsService(deps: {
     const accepted = await repo.answerRequest(tx, request.id, 'accepted', now);
     if (!accepted) return undefined;
     await repo.insertFriendship(tx, accepted.fromUserId, accepted.toUserId, now);
+    await deps.badges.queue(tx, accepted.fromUserId);
+    await deps.badges.queue(tx, accepted.toUserId);
     await notify(tx, { kind: 'accepted', requestId: accepted.id });
+    await notifications.notify(tx, {
+      userId: accepted.fromUserId,
+      kind: 'friend_accepted',
+      actorId: accepted.toUserId,
+      data: { requestId: accepted.id },
+    });
     tx.afterCommit(() =>
       log.info({ requestId: accepted.id, userId: accepted.toUserId }, 'friend request accepted'),
     );
@@ -139,6 +155,12 @@ export function makeFriendsService(deps: {
       }
       const row = await repo.insertRequest(tx, { id: uuidv7(), fromUserId: userId, toUserId: targetId, now });
       await notify(tx, { kind: 'request', requestId: row.id });
+      await notifications.notify(tx, {
+        userId: targetId,
+        kind: 'friend_request',
+        actorId: userId,
+        data: { requestId: row.id },
+      });
       tx.afterCommit(() => log.info({ requestId: row.id }, 'friend request sent'));
       return { status: 201, body: toRequest(row) };
     });
@@ -307,15 +329,17 @@ export function makeFriendsService(deps: {
       await db.tx(async (tx) => {
         await repo.lockPair(tx, userId, other, 'exclusive');
         if (!(await repo.deleteFriendship(tx, userId, other))) throw notFound('friend');
+        await deps.groups.cancelInvitationsBetween(tx, userId, other);
         await notify(tx, { kind: 'removed', toUserId: other, userId });
         tx.afterCommit(() => log.info({ friendId: other }, 'friendship ended'));
       });
     },
 
     /**
-     * Blocks someone: ends the friendship and any pending request either way, and from then on each
-     * is hidden from the other (search, profile, requests). A former friend is told only what an
-     * unfriend tells, so the block itself is never revealed. Blocking twice returns the first block.
+     * Blocks someone: ends the friendship and any pending request or group invitation either way, and from then on each
+     * is hidden from the other (search, profile, requests), and my notifications they caused go. A
+     * former friend is told only what an unfriend tells, so the block itself is never revealed.
+     * Blocking twice returns the first block.
      */
     async block(userId: string, targetId: string): Promise<Outcome<BlockedUser>> {
       const target = targetId.toLowerCase();
@@ -331,6 +355,8 @@ export function makeFriendsService(deps: {
         const block = await repo.insertBlock(tx, userId, target, now);
         const wasFriend = await repo.deleteFriendship(tx, userId, target);
         await repo.cancelPendingBetween(tx, userId, target, now);
+        await deps.groups.cancelInvitationsBetween(tx, userId, target);
+        await notifications.forgetActor(tx, userId, target);
         if (wasFriend) await notify(tx, { kind: 'removed', toUserId: target, userId });
         if (block.created) tx.afterCommit(() => log.info({ blockedId: target }, 'user blocked'));
         return {

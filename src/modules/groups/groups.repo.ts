@@ -96,11 +96,19 @@ export async function addMember(
     [groupId, userId, role, now],
   );
   if (rowCount === 0) return false;
-  await q.query(
-    `INSERT INTO conversation_members (conversation_id, user_id, joined_at)
-     SELECT c.id, $2, $3 FROM conversations c WHERE c.group_task_id = $1 ON CONFLICT DO NOTHING`,
-    [groupId, userId, now],
+  // Under the conversation's lock, like a send: the newcomer sees messages from their join on, and
+  // every message committed after it reaches them (no gap between history and live delivery).
+  const { rows } = await q.query<{ id: string; lastSeq: number }>(
+    'SELECT id, last_seq FROM conversations WHERE group_task_id = $1 FOR UPDATE',
+    [groupId],
   );
+  const conversation = rows[0];
+  if (conversation)
+    await q.query(
+      `INSERT INTO conversation_members (conversation_id, user_id, joined_at, from_seq, delivered_seq, read_seq)
+       VALUES ($1, $2, $3, $4 + 1, $4, $4) ON CONFLICT DO NOTHING`,
+      [conversation.id, userId, now, conversation.lastSeq],
+    );
   return true;
 }
 
@@ -119,7 +127,7 @@ export async function removeMember(q: Queryable, groupId: string, userId: string
 
 export async function insertConversation(q: Queryable, id: string, groupId: string, now: Date) {
   await q.query(
-    `INSERT INTO conversations (id, kind, group_task_id, created_at) VALUES ($1, 'group', $2, $3)`,
+    `INSERT INTO conversations (id, kind, group_task_id, created_at, updated_at) VALUES ($1, 'group', $2, $3, $3)`,
     [id, groupId, now],
   );
 }
@@ -200,12 +208,12 @@ export async function ownedGroupIds(q: Queryable, userId: string): Promise<strin
   return rows.map((r) => r.id);
 }
 
-export async function groupIdsOf(q: Queryable, userId: string): Promise<string[]> {
-  const { rows } = await q.query<{ groupTaskId: string }>(
-    'SELECT group_task_id FROM group_members WHERE user_id = $1',
-    [userId],
+export async function memberIds(q: Queryable, groupId: string): Promise<string[]> {
+  const { rows } = await q.query<{ userId: string }>(
+    'SELECT user_id FROM group_members WHERE group_task_id = $1',
+    [groupId],
   );
-  return rows.map((r) => r.groupTaskId);
+  return rows.map((r) => r.userId);
 }
 
 export interface Position {
@@ -260,16 +268,17 @@ export async function listGroups(
 
 const INV = `i.id, i.group_task_id, g.title AS group_title, i.from_user_id, i.to_user_id, i.status, i.created_at`;
 
-/** New pending invitations; people already invited (pending) are skipped. */
+/** A new pending invitation; false (nothing written) when that person is already invited (pending). */
 export async function insertInvitation(
   q: Queryable,
   i: { id: string; groupId: string; fromUserId: string; toUserId: string; now: Date },
-) {
-  await q.query(
+): Promise<boolean> {
+  const { rowCount } = await q.query(
     `INSERT INTO group_invitations (id, group_task_id, from_user_id, to_user_id, created_at)
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
     [i.id, i.groupId, i.fromUserId, i.toUserId, i.now],
   );
+  return rowCount > 0;
 }
 
 export async function pendingInvitationsFor(q: Queryable, groupId: string, userIds: string[]) {
@@ -282,13 +291,24 @@ export async function pendingInvitationsFor(q: Queryable, groupId: string, userI
   return rows;
 }
 
-export async function listIncoming(q: Queryable, userId: string, limit: number) {
+/** Pending invitations to me, newest first, after a keyset position. */
+export async function listIncoming(q: Queryable, userId: string, limit: number, after?: Position) {
   const { rows } = await q.query<InvitationRow>(
     `SELECT ${INV} FROM group_invitations i JOIN group_tasks g ON g.id = i.group_task_id
-      WHERE i.to_user_id = $1 AND i.status = 'pending' ORDER BY i.created_at DESC, i.id DESC LIMIT $2`,
-    [userId, limit],
+      WHERE i.to_user_id = $1 AND i.status = 'pending'
+        ${after ? 'AND (i.created_at, i.id) < ($3, $4)' : ''}
+      ORDER BY i.created_at DESC, i.id DESC LIMIT $2`,
+    after ? [userId, limit, after.createdAt, after.id] : [userId, limit],
   );
   return rows;
+}
+
+export async function setRole(q: Queryable, groupId: string, userId: string, role: 'admin' | 'member') {
+  await q.query('UPDATE group_members SET role = $3 WHERE group_task_id = $1 AND user_id = $2', [
+    groupId,
+    userId,
+    role,
+  ]);
 }
 
 export async function findInvitation(q: Queryable, id: string, toUserId: string) {
@@ -304,6 +324,16 @@ export async function answerInvitation(q: Queryable, id: string, status: 'accept
   await q.query(
     `UPDATE group_invitations SET status = $2, responded_at = $3 WHERE id = $1 AND status = 'pending'`,
     [id, status, now],
+  );
+}
+
+/** Pending invitations either of two people sent the other: invitations go to friends only. */
+export async function cancelInvitationsBetween(q: Queryable, a: string, b: string, now: Date) {
+  await q.query(
+    `UPDATE group_invitations SET status = 'cancelled', responded_at = $3
+      WHERE status = 'pending'
+        AND ((from_user_id = $1 AND to_user_id = $2) OR (from_user_id = $2 AND to_user_id = $1))`,
+    [a, b, now],
   );
 }
 

@@ -12,11 +12,15 @@ import {
   GroupTaskParams,
   Invitation,
   InvitationList,
+  InvitationPage,
   InvitationParams,
   InviteBody,
   ListGroupTasksQuery,
+  ListInvitationsQuery,
+  Member,
   MemberList,
   MemberParams,
+  SetRoleBody,
   UpdateGroupTaskBody,
 } from './groups.schemas.js';
 
@@ -162,12 +166,13 @@ export const groupsRoutes =
         config: social,
         schema: {
           operationId: 'listGroupInvitations',
-          summary: 'Pending group-task invitations to me, newest first (at most 100)',
+          summary: 'Pending group-task invitations to me, newest first, a page at a time',
           tags,
-          response: { 200: InvitationList, 403: forbidden },
+          querystring: ListInvitationsQuery,
+          response: { 200: InvitationPage, 400: problemResponse('invalid_cursor.'), 403: forbidden },
         },
       },
-      async (request) => groups.listInvitations(signedIn(request).userId),
+      async (request) => groups.listInvitations(signedIn(request).userId, request.query),
     );
 
     for (const [verb, status] of [
@@ -227,6 +232,29 @@ export const groupsRoutes =
         await groups.leave(signedIn(request).userId, request.params.id);
         return reply.code(204).send(null);
       },
+    );
+
+    app.patch(
+      '/v1/group-tasks/:id/members/:userId',
+      {
+        config: social,
+        schema: {
+          operationId: 'setGroupMemberRole',
+          summary: 'Make a member an admin, or a member again (owner)',
+          tags,
+          params: MemberParams,
+          body: SetRoleBody,
+          response: {
+            200: Member,
+            403: problemResponse(
+              'not_group_owner, cannot_change_owner, email_not_verified, or a foreign Origin.',
+            ),
+            404: problemResponse('No such group task I can see, or no such member in it.'),
+          },
+        },
+      },
+      async (request) =>
+        groups.setRole(signedIn(request).userId, request.params.id, request.params.userId, request.body.role),
     );
 
     app.delete(

@@ -1,4 +1,5 @@
 import { type Static, Type as T } from '@sinclair/typebox';
+import { Description, Title } from '../../http/schemas.js';
 
 const strict = { additionalProperties: false } as const;
 const Instant = T.String({ format: 'date-time' });
@@ -32,9 +33,6 @@ export const GroupTask = T.Object(
   { ...strict, $id: 'GroupTask' },
 );
 export type GroupTask = Static<typeof GroupTask>;
-
-const Title = T.String({ minLength: 1, maxLength: 200, pattern: '\\S' });
-const Description = T.String({ maxLength: 5000 });
 
 export const CreateGroupTaskBody = T.Object(
   {
@@ -129,6 +127,26 @@ export const Invitation = T.Object(
 export type Invitation = Static<typeof Invitation>;
 export const InvitationList = T.Object({ items: T.Array(Invitation) }, strict);
 export type InvitationList = Static<typeof InvitationList>;
+
+export const InvitationPage = T.Object(
+  { items: T.Array(Invitation), nextCursor: T.Union([T.String(), T.Null()]) },
+  strict,
+);
+export type InvitationPage = Static<typeof InvitationPage>;
+
+export const ListInvitationsQuery = T.Object(
+  {
+    limit: T.Optional(T.Integer({ minimum: 1, maximum: 100, default: 20 })),
+    cursor: T.Optional(T.String({ minLength: 1, maxLength: 400, pattern: '^[A-Za-z0-9_-]+$' })),
+  },
+  strict,
+);
+export type ListInvitationsQuery = Static<typeof ListInvitationsQuery>;
+
+export const SetRoleBody = T.Object(
+  { role: T.Union([T.Literal('admin'), T.Literal('member')], { description: 'The owner stays the owner.' }) },
+  strict,
+);
 
 export const InviteBody = T.Object(
   { userIds: T.Array(Id, { minItems: 1, maxItems: 50, uniqueItems: true }) },

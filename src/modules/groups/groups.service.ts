@@ -6,9 +6,14 @@ import { AppError, conflict, forbidden, invalid, notFound } from '../../lib/erro
 import { UUID } from '../../lib/formats.js';
 import { type IdempotencyKey, idempotent, type Outcome } from '../../lib/idempotency.js';
 import type { Outbox } from '../../lib/outbox.js';
-import { groupRoom, type Io, type Realtime, userRoom } from '../../realtime/port.js';
+import type { ServerEventData } from '../../realtime/events.js';
+import type { Realtime } from '../../realtime/port.js';
 import type { AccountsService } from '../accounts/accounts.service.js';
+import type { BadgesService } from '../badges/badges.service.js';
+import type { FeedService } from '../feed/feed.service.js';
 import type { FriendsService } from '../friends/friends.service.js';
+import type { NudgesService } from '../maa/maa.nudges.js';
+import type { NotificationsService } from '../notifications/notifications.service.js';
 import type { StatsService } from '../stats/stats.service.js';
 import type { GroupRow, GroupView, InvitationRow, MemberRow } from './groups.repo.js';
 import * as repo from './groups.repo.js';
@@ -20,13 +25,22 @@ import type {
   GroupTaskList,
   Invitation,
   InvitationList,
+  InvitationPage,
   ListGroupTasksQuery,
+  ListInvitationsQuery,
   Member,
   MemberList,
   UpdateGroupTask,
 } from './groups.schemas.js';
 
 export const CLOSE_DUE_JOB = 'groups.close_due';
+
+type GroupEvent =
+  | 'group:member_joined'
+  | 'group:member_left'
+  | 'group:member_completed'
+  | 'group:updated'
+  | 'group:closed';
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
@@ -86,7 +100,7 @@ function futureInstant(value: string, now: Date, field: string): Date {
   return d;
 }
 
-function encodeCursor(r: GroupRow): string {
+function encodeCursor(r: { createdAt: Date; id: string }): string {
   return Buffer.from(JSON.stringify({ c: r.createdAt.toISOString(), i: r.id })).toString('base64url');
 }
 
@@ -114,20 +128,33 @@ export function makeGroupsService(deps: {
   db: Db;
   clock: Clock;
   outbox: Outbox;
-  io: Io;
   realtime: Realtime;
   accounts: Pick<AccountsService, 'dayCalendar'>;
   stats: Pick<StatsService, 'award' | 'changed'>;
-  friends: Pick<FriendsService, 'areFriends'>;
+  friends: Pick<FriendsService, 'relation'>;
+  notifications: Pick<NotificationsService, 'notify'>;
+  badges: Pick<BadgesService, 'queue'>;
+  feed: Pick<FeedService, 'share'>;
+  /** Maa has a word for a podium finish. */
+  maa: Pick<NudgesService, 'react'>;
   log: Logger;
 }) {
-  const { db, clock, outbox, io, realtime, accounts, stats, friends, log } = deps;
+  const { db, clock, outbox, realtime, accounts, stats, friends, notifications, log } = deps;
 
-  // Room membership follows group membership on every node (the adapter carries it).
-  const joinRoom = (userId: string, groupId: string) =>
-    io.in(userRoom(userId)).socketsJoin(groupRoom(groupId));
-  const leaveRoom = (userId: string, groupId: string) =>
-    io.in(userRoom(userId)).socketsLeave(groupRoom(groupId));
+  /**
+   * Group events go to the members' own rooms, read in the transaction that changes the group: a
+   * member removed in it hears nothing more, one added hears everything after, with no room state
+   * that could fall out of step (a socket connecting during a removal).
+   */
+  async function toMembers<E extends GroupEvent>(
+    q: Queryable,
+    groupId: string,
+    event: E,
+    data: ServerEventData<E>,
+  ) {
+    const members = await repo.memberIds(q, groupId);
+    q.afterCommit(() => realtime.toUsers(members, event, data));
+  }
 
   /**
    * The group and the caller's membership. Not visible (private, not a member) → 404; visible but
@@ -169,19 +196,23 @@ export function makeGroupsService(deps: {
     for (const m of members) {
       if (m.rank === null) continue;
       const localDate = (await accounts.dayCalendar(m.userId, q)).dateOf(now);
+      const points = pointsFor(m.rank, members.length);
       await stats.award(q, {
         userId: m.userId,
         source: 'group_rank',
         sourceKey: group.id,
-        points: pointsFor(m.rank, members.length),
+        points,
         localDate,
       });
       stats.changed(q, m.userId);
+      await notifications.notify(q, {
+        userId: m.userId,
+        kind: 'group_rank',
+        data: { groupTaskId: group.id, title: group.title, rank: m.rank, points },
+      });
     }
-    q.afterCommit(() => {
-      log.info({ groupTaskId: group.id }, 'group task closed');
-      realtime.toRoom(groupRoom(group.id), 'group:closed', { groupTaskId: group.id });
-    });
+    await toMembers(q, group.id, 'group:closed', { groupTaskId: group.id });
+    q.afterCommit(() => log.info({ groupTaskId: group.id }, 'group task closed'));
     return true;
   }
 
@@ -191,45 +222,51 @@ export function makeGroupsService(deps: {
     if (group.ownerId === userId) {
       const next = (await repo.listMembers(q, group.id, 'joined'))[0];
       if (next) await repo.setOwner(q, group.id, next.userId, now);
-      else {
-        await repo.deleteGroup(q, group.id);
-        q.afterCommit(() => io.in(groupRoom(group.id)).socketsLeave(groupRoom(group.id)));
-      }
+      else await repo.deleteGroup(q, group.id);
     }
-    q.afterCommit(async () => {
-      // Out of the room first, and the notice skips them anyway (A4: no group events after removal).
-      leaveRoom(userId, group.id);
-      io.to(groupRoom(group.id)).except(userRoom(userId)).emit('group:member_left', {
-        groupTaskId: group.id,
-        userId,
-      });
-    });
+    // The remaining members (A4: the one who left hears no more group events).
+    await toMembers(q, group.id, 'group:member_left', { groupTaskId: group.id, userId });
   }
 
   async function addMemberLocked(q: Queryable, group: GroupRow, userId: string, now: Date) {
     if (!(await repo.addMember(q, group.id, userId, 'member', now))) return false;
     await repo.settleInvitations(q, group.id, userId, now);
-    q.afterCommit(() => {
-      joinRoom(userId, group.id);
-      realtime.toRoom(groupRoom(group.id), 'group:member_joined', { groupTaskId: group.id, userId });
-    });
+    await toMembers(q, group.id, 'group:member_joined', { groupTaskId: group.id, userId });
     return true;
   }
 
   async function invite(q: Queryable, group: GroupRow, fromUserId: string, userIds: string[], now: Date) {
     for (const to of userIds) {
       if (to === fromUserId) throw invalid('cannot_invite_self', 'You cannot invite yourself.');
-      if (!(await friends.areFriends(fromUserId, to, q)))
+      // Under the pair lock: a block or unfriend committing now waits, or wins and is seen here.
+      if (!(await friends.relation(fromUserId, to, q, { lock: 'shared' })).isFriend)
         throw forbidden('not_friends', 'Invitations go to friends only.');
     }
     for (const to of userIds) {
       if (await repo.findMember(q, group.id, to)) continue;
-      await repo.insertInvitation(q, { id: uuidv7(), groupId: group.id, fromUserId, toUserId: to, now });
+      const id = uuidv7();
+      // Someone already invited (pending) is skipped, and not told again.
+      if (await repo.insertInvitation(q, { id, groupId: group.id, fromUserId, toUserId: to, now }))
+        await notifications.notify(q, {
+          userId: to,
+          kind: 'group_invitation',
+          actorId: fromUserId,
+          data: { invitationId: id, groupTaskId: group.id, groupTitle: group.title },
+        });
     }
     return repo.pendingInvitationsFor(q, group.id, userIds);
   }
 
   return {
+    /**
+     * Ends what two people had pending between them when they stop being friends (an unfriend or a
+     * block, in that transaction): an invitation is an offer between friends, so it cannot outlive
+     * the friendship. Accepting one afterwards is a 409 `invitation_answered`.
+     */
+    cancelInvitationsBetween(q: Queryable, a: string, b: string): Promise<void> {
+      return repo.cancelInvitationsBetween(q, a, b, clock.now());
+    },
+
     create(userId: string, input: CreateGroupTask, key?: IdempotencyKey): Promise<Outcome<GroupTask>> {
       const now = clock.now();
       return idempotent(db, key, now, async (tx) => {
@@ -250,7 +287,6 @@ export function makeGroupsService(deps: {
         const group = (await repo.findGroup(tx, id)) as GroupRow;
         if (input.inviteUserIds?.length) await invite(tx, group, userId, input.inviteUserIds, now);
         await scheduleClose(tx, id, dueAt, now);
-        tx.afterCommit(() => joinRoom(userId, id));
         return { status: 201, body: await view(tx, userId, id) };
       });
     },
@@ -302,7 +338,7 @@ export function makeGroupsService(deps: {
           now,
         );
         if (dueAt) await scheduleClose(tx, id, dueAt, now);
-        tx.afterCommit(() => realtime.toRoom(groupRoom(id), 'group:updated', { groupTaskId: id }));
+        await toMembers(tx, id, 'group:updated', { groupTaskId: id });
         return view(tx, userId, id);
       });
     },
@@ -311,11 +347,9 @@ export function makeGroupsService(deps: {
       await db.tx(async (tx) => {
         const { member } = await access(tx, userId, id, { lock: true });
         requireRole(member, ['owner'], 'not_group_owner', 'Only the owner may delete the group task.');
+        // Told before the rows go (the members are read now).
+        await toMembers(tx, id, 'group:closed', { groupTaskId: id });
         await repo.deleteGroup(tx, id);
-        tx.afterCommit(() => {
-          realtime.toRoom(groupRoom(id), 'group:closed', { groupTaskId: id });
-          io.in(groupRoom(id)).socketsLeave(groupRoom(id));
-        });
       });
     },
 
@@ -330,8 +364,37 @@ export function makeGroupsService(deps: {
       });
     },
 
-    async listInvitations(userId: string): Promise<InvitationList> {
-      return { items: (await repo.listIncoming(db, userId, 100)).map(toInvitation) };
+    async listInvitations(userId: string, query: ListInvitationsQuery = {}): Promise<InvitationPage> {
+      const limit = query.limit ?? 20;
+      const rows = await repo.listIncoming(
+        db,
+        userId,
+        limit + 1,
+        query.cursor ? decodeCursor(query.cursor) : undefined,
+      );
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return {
+        items: page.map(toInvitation),
+        nextCursor: rows.length > limit && last ? encodeCursor(last) : null,
+      };
+    },
+
+    /** The owner makes a member an admin (they may invite, edit and remove members) or takes it back. */
+    async setRole(userId: string, id: string, targetId: string, role: 'admin' | 'member'): Promise<Member> {
+      return db.tx(async (tx) => {
+        const { member } = await access(tx, userId, id, { lock: true });
+        requireRole(member, ['owner'], 'not_group_owner', 'Only the owner may change roles.');
+        if (!UUID.test(targetId)) throw notFound('member');
+        const target = await repo.findMember(tx, id, targetId.toLowerCase());
+        if (!target) throw notFound('member');
+        if (target.role === 'owner') throw forbidden('cannot_change_owner', 'The owner stays the owner.');
+        if (target.role !== role) {
+          await repo.setRole(tx, id, target.userId, role);
+          await toMembers(tx, id, 'group:updated', { groupTaskId: id });
+        }
+        return toMember({ ...target, role });
+      });
     },
 
     async answer(userId: string, invitationId: string, answer: 'accepted' | 'declined'): Promise<Invitation> {
@@ -416,13 +479,15 @@ export function makeGroupsService(deps: {
           throw conflict('group_past_due', 'This group task is past its due time.');
         const done = await repo.markCompleted(tx, id, userId, now);
         if (!done) throw new AppError(500, 'internal', 'completion lost');
-        tx.afterCommit(() =>
-          realtime.toRoom(groupRoom(id), 'group:member_completed', {
-            groupTaskId: id,
-            userId,
-            rank: done.rank,
-          }),
-        );
+        await deps.badges.queue(tx, userId);
+        if (done.rank <= 3) await deps.maa.react(tx, userId, 'group_rank');
+        // A private group's title stays with its members.
+        const title = group.visibility === 'public' ? group.title : null;
+        await deps.feed.share(tx, userId, {
+          kind: 'group_rank',
+          data: { groupTaskId: id, rank: done.rank, title },
+        });
+        await toMembers(tx, id, 'group:member_completed', { groupTaskId: id, userId, rank: done.rank });
         return { status: 200, body: { rank: done.rank, completedAt: done.completedAt.toISOString() } };
       });
     },
@@ -451,9 +516,6 @@ export function makeGroupsService(deps: {
         await closeLocked(tx, group, now);
       });
     },
-
-    /** Group ids a user is in (their sockets' rooms). */
-    groupIdsOf: (userId: string) => repo.groupIdsOf(db, userId),
 
     exportFor: (userId: string) => repo.exportGroups(db, userId),
 

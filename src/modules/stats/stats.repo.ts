@@ -2,7 +2,19 @@ import type { Queryable } from '../../lib/db.js';
 
 export type ScoreSource = 'task_done' | 'daily_done' | 'perfect_day' | 'group_rank' | 'streak_milestone';
 
-/** Adds a ledger row unless this source already paid; true when it was added. */
+// The ISO week (UTC) an instant falls in: the same expression as migration 0011's backfill, so both
+// agree on the week.
+const isoWeek = (at: string) => `to_char(${at} AT TIME ZONE 'UTC', 'IYYY-"W"IW')`;
+
+/** Adds each row's score (period, user_id, score, from `rows`) to that user's board row of the period. */
+const addScores = (rows: string) => `INSERT INTO leaderboard_scores (period, user_id, score) ${rows}
+  ON CONFLICT (period, user_id) DO UPDATE
+    SET score = leaderboard_scores.score + EXCLUDED.score, version = leaderboard_scores.version + 1`;
+
+/**
+ * Adds a ledger row unless this source already paid, and moves the user's board rows (all-time and
+ * the row's ISO week) with it, in one statement; true when it was added.
+ */
 export async function insertScoreEvent(
   q: Queryable,
   e: {
@@ -15,12 +27,28 @@ export async function insertScoreEvent(
     now: Date;
   },
 ): Promise<boolean> {
-  const { rowCount } = await q.query(
-    `INSERT INTO score_events (id, user_id, source, source_key, points, local_date, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, source, source_key) DO NOTHING`,
+  const { rows } = await q.query<{ paid: boolean }>(
+    `WITH paid AS (
+       INSERT INTO score_events (id, user_id, source, source_key, points, local_date, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, source, source_key) DO NOTHING
+       RETURNING user_id, points, created_at
+     ), boards AS (
+       ${addScores(`SELECT p.period, paid.user_id, paid.points
+                      FROM paid, LATERAL (VALUES ('all'), (${isoWeek('paid.created_at')})) p (period)`)}
+     )
+     SELECT EXISTS (SELECT 1 FROM paid) AS paid`,
     [e.id, e.userId, e.source, e.sourceKey, e.points, e.localDate, e.now],
   );
-  return rowCount === 1;
+  return rows[0]?.paid === true;
+}
+
+/** Moves the user's leaderboard rows by `points`: all-time, and the ISO week the ledger row is dated in. */
+async function addToBoards(q: Queryable, userId: string, points: number, at: Date) {
+  await q.query(addScores(`VALUES ('all', $1, $2), (${isoWeek('$3::timestamptz')}, $1, $2)`), [
+    userId,
+    points,
+    at,
+  ]);
 }
 
 export async function totalScore(q: Queryable, userId: string): Promise<number> {
@@ -31,13 +59,20 @@ export async function totalScore(q: Queryable, userId: string): Promise<number> 
   return rows[0]?.score ?? 0;
 }
 
-/** Takes back what one source paid (an undone check-in); true when there was something to take. */
-export async function deleteScoreEvent(q: Queryable, userId: string, source: ScoreSource, sourceKey: string) {
-  const { rowCount } = await q.query(
-    'DELETE FROM score_events WHERE user_id = $1 AND source = $2 AND source_key = $3',
+/** Takes back what one source paid (an undone check-in); the points taken, 0 when there was nothing. */
+export async function deleteScoreEvent(
+  q: Queryable,
+  userId: string,
+  source: ScoreSource,
+  sourceKey: string,
+): Promise<number> {
+  const { rows } = await q.query<{ points: number; createdAt: Date }>(
+    'DELETE FROM score_events WHERE user_id = $1 AND source = $2 AND source_key = $3 RETURNING points, created_at',
     [userId, source, sourceKey],
   );
-  return rowCount === 1;
+  const taken = rows[0];
+  if (taken) await addToBoards(q, userId, -taken.points, taken.createdAt);
+  return taken?.points ?? 0;
 }
 
 export async function countSource(q: Queryable, userId: string, source: ScoreSource): Promise<number> {

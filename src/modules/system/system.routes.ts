@@ -16,6 +16,8 @@ export const systemRoutes =
       '/health/live',
       {
         config: ops,
+        // Load balancers probe every second: only trouble is worth a log line.
+        logLevel: 'warn',
         schema: {
           operationId: 'getLiveness',
           summary: 'The process is up',
@@ -30,6 +32,8 @@ export const systemRoutes =
       '/health/ready',
       {
         config: ops,
+        // Load balancers probe every second: only trouble is worth a log line.
+        logLevel: 'warn',
         schema: {
           operationId: 'getReadiness',
           summary: 'Ready for traffic: database and Redis reachable, not shutting down',

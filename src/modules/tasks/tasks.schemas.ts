@@ -1,12 +1,7 @@
 import { type Static, Type as T } from '@sinclair/typebox';
+import { NO_NUL, NOT_BLANK } from '../../http/schemas.js';
 
 const strict = { additionalProperties: false } as const;
-
-// PostgreSQL text cannot hold NUL, so no string that reaches the database may contain one.
-const NO_NUL = '^[^\\u0000]*$';
-// Unambiguous (the leading spaces and the first other character cannot overlap), so it is linear even
-// on 100 KB of hostile input.
-const NOT_BLANK = '^\\s*[^\\s\\u0000][^\\u0000]*$';
 
 export const TASK_TITLE_MAX = 200;
 export const TASK_DESCRIPTION_MAX = 5000;

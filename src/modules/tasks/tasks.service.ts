@@ -225,9 +225,9 @@ export function makeTasksService(deps: {
      * Marks the task done on the owner's logical date and pays its points, once per task ever (the
      * ledger is unique per task). Completing a done task answers it unchanged.
      */
-    complete(userId: string, id: string, key?: IdempotencyKey): Promise<Outcome<Task>> {
+    async complete(userId: string, id: string, key?: IdempotencyKey): Promise<Outcome<Task>> {
       const now = clock.now();
-      return idempotent(db, key, now, async (tx) => {
+      const outcome = await idempotent<Task>(db, key, now, async (tx) => {
         if (!UUID.test(id)) throw taskNotFound();
         // The user's own day, across any time-zone change they made (day-history.ts).
         const completedOn = (await accounts.dayCalendar(userId, tx)).dateOf(now);
@@ -235,6 +235,7 @@ export function makeTasksService(deps: {
         if (!done) {
           const current = await repo.findTask(tx, userId, id);
           if (!current) throw taskNotFound();
+          stats.changed(tx, userId);
           return { status: 200, body: toTask(current) };
         }
         const paid = await stats.award(tx, {
@@ -252,6 +253,10 @@ export function makeTasksService(deps: {
         });
         return { status: 200, body: task };
       });
+      // A process killed between a commit and its cache invalidation leaves the stats stale; the
+      // client's retry (a replay, or finding the task done above) invalidates them again.
+      if (outcome.replayed) stats.changed(db, userId);
+      return outcome;
     },
 
     exportFor: (userId: string) => repo.exportTasks(db, userId),

@@ -8,14 +8,20 @@ import type { FileStorage } from '../../lib/storage.js';
 import type { Principal } from '../../lib/tokens.js';
 import type { Realtime } from '../../realtime/port.js';
 import type { AccountsService } from '../accounts/accounts.service.js';
+import type { BadgesService } from '../badges/badges.service.js';
+import type { ChatService } from '../chat/chat.service.js';
 import type { DailiesService } from '../dailies/dailies.service.js';
 import type { FriendsService } from '../friends/friends.service.js';
 import type { GroupsService } from '../groups/groups.service.js';
+import type { LeaderboardsService } from '../leaderboards/leaderboards.service.js';
 import type { MaaService } from '../maa/maa.service.js';
+import type { MediaService } from '../media/media.service.js';
+import type { NotificationsService } from '../notifications/notifications.service.js';
 import type { StatsService } from '../stats/stats.service.js';
 import type { TasksService } from '../tasks/tasks.service.js';
 
 export const PURGE_FILES_JOB = 'users.purge_files';
+const PURGE_BATCH = 1000;
 
 export type AccountDataService = ReturnType<typeof makeAccountDataService>;
 
@@ -37,10 +43,27 @@ export function makeAccountDataService(deps: {
   friends: Pick<FriendsService, 'exportFor'>;
   groups: Pick<GroupsService, 'releaseOwned' | 'exportFor'>;
   maa: Pick<MaaService, 'exportFor'>;
+  chat: Pick<ChatService, 'forgetUser' | 'exportFor'>;
+  media: Pick<MediaService, 'exportFor'>;
+  notifications: Pick<NotificationsService, 'exportFor'>;
+  leaderboards: Pick<LeaderboardsService, 'changed'>;
+  badges: Pick<BadgesService, 'exportFor'>;
 }) {
   return {
     async exportAccount(userId: string) {
-      const [account, tasks, dailies, scoreEvents, relations, groups, maaMessages] = await Promise.all([
+      const [
+        account,
+        tasks,
+        dailies,
+        scoreEvents,
+        relations,
+        groups,
+        maaMessages,
+        chat,
+        media,
+        notifications,
+        badges,
+      ] = await Promise.all([
         deps.accounts.exportFor(userId),
         deps.tasks.exportFor(userId),
         deps.dailies.exportFor(userId),
@@ -48,6 +71,10 @@ export function makeAccountDataService(deps: {
         deps.friends.exportFor(userId),
         deps.groups.exportFor(userId),
         deps.maa.exportFor(userId),
+        deps.chat.exportFor(userId),
+        deps.media.exportFor(userId),
+        deps.notifications.exportFor(userId),
+        deps.badges.exportFor(userId),
       ]);
       return {
         format: 'taskmaa-export-v1' as const,
@@ -59,6 +86,10 @@ export function makeAccountDataService(deps: {
         ...relations,
         ...groups,
         maaMessages,
+        ...chat,
+        media,
+        notifications,
+        badges,
       };
     },
 
@@ -71,10 +102,18 @@ export function makeAccountDataService(deps: {
     async deleteAccount(principal: Principal, password: string) {
       const user = await deps.accounts.confirmPassword(principal, password);
       await deps.db.tx(async (tx) => {
-        if (user.avatarKey) await deps.outbox.add(tx, PURGE_FILES_JOB, { keys: [user.avatarKey] });
+        // Their messages stay as tombstones; their uploads go (rows with the user, files by the job).
+        const keys = [
+          ...(user.avatarKey ? [user.avatarKey] : []),
+          ...(await deps.chat.forgetUser(tx, user.id)),
+        ];
+        for (let i = 0; i < keys.length; i += PURGE_BATCH)
+          await deps.outbox.add(tx, PURGE_FILES_JOB, { keys: keys.slice(i, i + PURGE_BATCH) });
         // Group tasks they own pass to the earliest other member, or go when nobody else is in.
         await deps.groups.releaseOwned(tx, user.id);
         await deps.accounts.deleteUserRow(tx, user.id);
+        // Off the Redis boards too (the SQL rows went with the user).
+        await deps.leaderboards.changed(tx, user.id);
         deps.stats.changed(tx, user.id);
         tx.afterCommit(() => deps.realtime.endUser(user.id));
         tx.afterCommit(() =>
@@ -89,7 +128,7 @@ export const accountDataJobs = (deps: { storage: FileStorage }) => [
   defineJob({
     name: PURGE_FILES_JOB,
     payload: T.Object(
-      { keys: T.Array(T.String({ maxLength: 200 }), { minItems: 1, maxItems: 1000 }) },
+      { keys: T.Array(T.String({ maxLength: 200 }), { minItems: 1, maxItems: PURGE_BATCH }) },
       { additionalProperties: false },
     ),
     attempts: 8,

@@ -1,4 +1,5 @@
 import { type Static, Type as T } from '@sinclair/typebox';
+import { NOT_BLANK } from '../../http/schemas.js';
 
 const strict = { additionalProperties: false } as const;
 
@@ -71,8 +72,7 @@ export const SearchUsersQuery = T.Object(
     q: T.String({
       minLength: 1,
       maxLength: 60,
-      // Not blank, and no NUL (PostgreSQL text cannot hold one).
-      pattern: '^\\s*[^\\s\\u0000][^\\u0000]*$',
+      pattern: NOT_BLANK,
       description:
         'The start of a username or name, ignoring case; surrounding spaces are ignored. `%`, `_` and `\\` are plain characters.',
     }),
@@ -117,6 +117,11 @@ export const AccountExport = T.Object(
     groupTasks: Rows,
     groupInvitations: Rows,
     maaMessages: Rows,
+    conversations: Rows,
+    messages: T.Array(T.Record(T.String(), T.Unknown()), { description: 'The messages I sent.' }),
+    media: T.Array(T.Record(T.String(), T.Unknown()), { description: 'My uploads (metadata).' }),
+    badges: T.Array(T.Record(T.String(), T.Unknown()), { description: 'The badges I earned.' }),
+    notifications: T.Array(T.Record(T.String(), T.Unknown()), { description: 'What I was told.' }),
   },
   { additionalProperties: false },
 );

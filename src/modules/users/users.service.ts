@@ -1,10 +1,11 @@
 import type { Db } from '../../lib/db.js';
 import { notFound } from '../../lib/errors.js';
+import type { BadgesService } from '../badges/badges.service.js';
 import type { DailiesService } from '../dailies/dailies.service.js';
 import type { FriendsService } from '../friends/friends.service.js';
 import type { StatsService } from '../stats/stats.service.js';
 import * as repo from './users.repo.js';
-import type { Badge, Profile, SearchUsersQuery, UserList } from './users.schemas.js';
+import type { Profile, SearchUsersQuery, UserList } from './users.schemas.js';
 import { badCursor, decodeCursor, encodeCursor, isString, summaryMaker, UUID } from './users.summary.js';
 
 const USERNAME = /^[A-Za-z0-9_.]{3,30}$/;
@@ -39,6 +40,7 @@ export function makeUsersService(deps: {
   friends: Pick<FriendsService, 'relation'>;
   stats: Pick<StatsService, 'score'>;
   dailies: Pick<DailiesService, 'stats'>;
+  badges: Pick<BadgesService, 'of'>;
   publicUrl: string;
 }) {
   const { db, friends } = deps;
@@ -95,8 +97,11 @@ export function makeUsersService(deps: {
         row.profileVisibility === 'public' ||
         (row.profileVisibility === 'friends' && rel?.isFriend === true);
       if (!full) return profile;
-      const [score, stats] = await Promise.all([deps.stats.score(row.id), deps.dailies.stats(row.id)]);
-      const badges: Badge[] = [];
+      const [score, stats, badges] = await Promise.all([
+        deps.stats.score(row.id),
+        deps.dailies.stats(row.id),
+        deps.badges.of(row.id),
+      ]);
       return {
         ...profile,
         about: row.about,

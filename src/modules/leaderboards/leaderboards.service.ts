@@ -1,0 +1,311 @@
+import type { Logger } from 'pino';
+import type { Clock } from '../../lib/clock.js';
+import type { Db, Queryable } from '../../lib/db.js';
+import type { Outbox } from '../../lib/outbox.js';
+import type { Io } from '../../realtime/port.js';
+import { avatarUrl } from '../accounts/accounts.service.js';
+import { findUsers, friendIds } from '../friends/friends.repo.js';
+import type { PublicUserRow } from '../users/users.summary.js';
+import type { Mirror } from './leaderboards.mirror.js';
+import type { ScoreRow } from './leaderboards.repo.js';
+import * as repo from './leaderboards.repo.js';
+import type { BoardEntry, BoardName, Leaderboard, LeaderboardUpdate } from './leaderboards.schemas.js';
+
+export const SYNC_JOB = 'leaderboards.sync';
+/** Watchers hear of a board at most this often while it changes. */
+export const UPDATE_EVERY_MS = 1000;
+const TICK_MS = 200;
+const LIVE_TOP = 20;
+const FRIENDS_MAX = 100;
+const FIRST_UUID = '00000000-0000-0000-0000-000000000000';
+const REBUILD_PAGE = 1000;
+/** Extra rows read from the mirror, so that leaving out people who just went private still fills a page. */
+const MIRROR_SLACK = 20;
+
+/** The ISO 8601 week of an instant, in UTC, as 'YYYY-Www' (PostgreSQL's to_char 'IYYY-"W"IW'). */
+export function isoWeek(at: Date): string {
+  const d = new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth(), at.getUTCDate()));
+  const weekday = d.getUTCDay() || 7;
+  // The week's Thursday decides its year.
+  d.setUTCDate(d.getUTCDate() + 4 - weekday);
+  const yearStart = Date.UTC(d.getUTCFullYear(), 0, 1);
+  const week = Math.ceil(((d.getTime() - yearStart) / 86400_000 + 1) / 7);
+  return `${d.getUTCFullYear()}-W${String(week).padStart(2, '0')}`;
+}
+
+/** Standard competition ranking over rows already in board order: equal scores share a rank. */
+function ranked(rows: ScoreRow[], firstRank = 1): { rank: number; row: ScoreRow }[] {
+  const out: { rank: number; row: ScoreRow }[] = [];
+  rows.forEach((row, i) => {
+    const prev = out[i - 1];
+    out.push({ rank: prev && prev.row.score === row.score ? prev.rank : firstRank + i, row });
+  });
+  return out;
+}
+
+const globalRoom = (period: 'week' | 'all') => `lb:global:${period}`;
+const friendsRoom = (period: 'week' | 'all', userId: string) => `lb:friends:${period}:${userId}`;
+
+export type LeaderboardsService = ReturnType<typeof makeLeaderboardsService>;
+
+/**
+ * Boards from the per-period score rows the ledger keeps (stats.repo). Global boards are served from
+ * the Redis mirror once built, from SQL otherwise (embedded mode, an empty or unreachable Redis);
+ * friends boards always from SQL (a few hundred rows by primary key). Live updates: any change marks
+ * the boards it touches dirty on every node; each node pushes a dirty board to its own watchers at
+ * most once a second.
+ */
+export function makeLeaderboardsService(deps: {
+  db: Db;
+  clock: Clock;
+  io: Io;
+  outbox: Outbox;
+  mirror: Mirror | undefined;
+  log: Logger;
+  publicUrl: string;
+}) {
+  const { db, clock, io, outbox, mirror, log, publicUrl } = deps;
+  const periodKey = (period: 'week' | 'all') => (period === 'all' ? 'all' : isoWeek(clock.now()));
+
+  const dirty = new Set<string>();
+  const lastSent = new Map<string, number>();
+  const rebuilding = new Set<string>();
+  let ticker: NodeJS.Timeout | undefined;
+
+  const byId = (people: PublicUserRow[]) => new Map(people.map((p) => [p.id, p]));
+
+  /** Board entries with names: of `people` when the caller has read them already. */
+  async function entries(
+    rows: { rank: number; row: ScoreRow }[],
+    known?: Map<string, PublicUserRow>,
+  ): Promise<BoardEntry[]> {
+    const people =
+      known ??
+      byId(
+        await findUsers(
+          db,
+          rows.map((r) => r.row.userId),
+        ),
+      );
+    return rows.flatMap(({ rank, row }) => {
+      const p = people.get(row.userId);
+      // Gone between the two reads (a deleted account): left out.
+      return p
+        ? [
+            {
+              rank,
+              userId: row.userId,
+              username: p.username,
+              avatarUrl: avatarUrl(publicUrl, p.avatarKey),
+              score: row.score,
+            },
+          ]
+        : [];
+    });
+  }
+
+  /** Rebuilds a period's mirror from SQL, once across processes; reads use SQL meanwhile. */
+  async function rebuild(period: string) {
+    if (!mirror || rebuilding.has(period)) return;
+    rebuilding.add(period);
+    try {
+      if (!(await mirror.claimRebuild(period))) return;
+      let after = FIRST_UUID;
+      let count = 0;
+      for (;;) {
+        const rows = await repo.periodPage(db, period, after, REBUILD_PAGE);
+        if (rows.length === 0) break;
+        await mirror.apply(
+          period,
+          rows.map((row) => ({ userId: row.userId, row })),
+        );
+        count += rows.length;
+        after = (rows[rows.length - 1] as { userId: string }).userId;
+      }
+      if (await mirror.finishRebuild(period)) log.info({ period, rows: count }, 'leaderboard mirror rebuilt');
+    } catch (err) {
+      log.warn({ err, period }, 'leaderboard rebuild failed; boards are served from SQL');
+    } finally {
+      rebuilding.delete(period);
+    }
+  }
+
+  /** The source of a global board: the mirror when it is built and reachable, SQL otherwise. */
+  async function globalSource(period: string) {
+    if (mirror) {
+      try {
+        if (await mirror.built(period))
+          return { top: (n: number) => mirror.top(period, n), above: (s: number) => mirror.above(period, s) };
+        void rebuild(period);
+      } catch (err) {
+        log.warn({ err }, 'leaderboard mirror unavailable; reading SQL');
+      }
+    }
+    return {
+      top: (n: number) => repo.globalTop(db, period, n),
+      above: (s: number) => repo.globalAbove(db, period, s),
+    };
+  }
+
+  async function globalTop(period: string, limit: number) {
+    const source = await globalSource(period);
+    try {
+      // The mirror may lag a visibility change by a job: SQL has the last word on who is public, and
+      // the same read brings their names.
+      const rows = await source.top(limit + MIRROR_SLACK);
+      const people = byId(
+        await findUsers(
+          db,
+          rows.map((r) => r.userId),
+          true,
+        ),
+      );
+      return { rows: rows.filter((r) => people.has(r.userId)).slice(0, limit), people, above: source.above };
+    } catch (err) {
+      log.warn({ err }, 'leaderboard mirror read failed; reading SQL');
+      return {
+        rows: await repo.globalTop(db, period, limit),
+        people: undefined,
+        above: (s: number) => repo.globalAbove(db, period, s),
+      };
+    }
+  }
+
+  async function friendsBoard(userId: string, name: BoardName, period: string, limit: number) {
+    const all = ranked(await repo.friendsBoard(db, userId, period));
+    const mine = all.find((r) => r.row.userId === userId);
+    return {
+      shown: { board: name, period, entries: await entries(all.slice(0, Math.min(limit, FRIENDS_MAX))) },
+      me: { rank: mine?.rank ?? null, score: mine?.row.score ?? 0 },
+    };
+  }
+
+  async function board(userId: string, name: BoardName, limit = LIVE_TOP): Promise<Leaderboard> {
+    const [kind, p] = name.split(':') as ['global' | 'friends', 'week' | 'all'];
+    const period = periodKey(p);
+    if (kind === 'friends') {
+      const { shown, me } = await friendsBoard(userId, name, period, limit);
+      return { ...shown, me };
+    }
+    const [{ rows, people, above }, mine] = await Promise.all([
+      globalTop(period, limit),
+      repo.mirrorRows(db, userId, [period]),
+    ]);
+    const score = mine[0]?.score ?? 0;
+    const onBoard = mine[0]?.public === true;
+    const rank = onBoard ? (await above(score).catch(() => repo.globalAbove(db, period, score))) + 1 : null;
+    return { board: name, period, entries: await entries(ranked(rows), people), me: { rank, score } };
+  }
+
+  /** The boards one user's change touches: both global ones, and the friends boards of them and their friends. */
+  async function touched(userId: string): Promise<string[]> {
+    const people = [userId, ...(await friendIds(db, userId))];
+    return [
+      globalRoom('week'),
+      globalRoom('all'),
+      ...people.flatMap((id) => [friendsRoom('week', id), friendsRoom('all', id)]),
+    ];
+  }
+
+  async function signal(userId: string) {
+    const rooms = await touched(userId);
+    for (const room of rooms) dirty.add(room);
+    // Other nodes exist only behind the Redis adapter (the in-memory one refuses server-side emits).
+    if (mirror) io.serverSideEmit('leaderboards:dirty', rooms);
+  }
+
+  /** What a room's watchers are shown (no `me`: one broadcast serves every watcher of a board). */
+  async function update(room: string): Promise<LeaderboardUpdate> {
+    const [, kind, p, owner] = room.split(':') as [string, 'global' | 'friends', 'week' | 'all', string?];
+    const name = `${kind}:${p}` as BoardName;
+    const period = periodKey(p);
+    if (kind === 'friends' && owner) return (await friendsBoard(owner, name, period, FRIENDS_MAX)).shown;
+    return { board: name, period, entries: await entries(ranked((await globalTop(period, LIVE_TOP)).rows)) };
+  }
+
+  let ticking = false;
+  async function tick() {
+    if (ticking) return;
+    ticking = true;
+    try {
+      await pushDirty();
+    } finally {
+      ticking = false;
+    }
+  }
+
+  async function pushDirty() {
+    const now = Date.now();
+    const local = io.of('/').adapter.rooms;
+    for (const room of [...dirty]) {
+      if (!local.has(room)) {
+        dirty.delete(room);
+        continue;
+      }
+      if (now - (lastSent.get(room) ?? 0) < UPDATE_EVERY_MS) continue;
+      dirty.delete(room);
+      lastSent.set(room, now);
+      try {
+        io.local.to(room).emit('leaderboard:update', await update(room));
+      } catch (err) {
+        log.warn({ err, room }, 'leaderboard update failed');
+      }
+    }
+    for (const [room, at] of lastSent) if (now - at > 10 * UPDATE_EVERY_MS) lastSent.delete(room);
+  }
+
+  /**
+   * Called in every transaction that moves someone's score (stats) or visibility. Embedded: the SQL
+   * rows are the boards, so watchers hear of it after commit. Production: a job brings the Redis
+   * mirror up to date (through the outbox: not lost if the process dies or Redis is down), then
+   * tells watchers.
+   */
+  async function changed(q: Queryable, userId: string) {
+    if (mirror) await outbox.add(q, SYNC_JOB, { userId });
+    else q.afterCommit(() => signal(userId).catch((err) => log.warn({ err }, 'leaderboard signal failed')));
+  }
+
+  return {
+    board,
+
+    changed,
+
+    /** A profile's visibility changed: it may join or leave the global boards. */
+    async profileChanged(q: Queryable, userId: string) {
+      await repo.bumpVersions(q, userId);
+      await changed(q, userId);
+    },
+
+    /** The sync job: the user's current rows into the mirror (versions keep it monotonic). */
+    async sync(userId: string) {
+      if (!mirror) return;
+      const periods = ['all', periodKey('week')];
+      const rows = await repo.mirrorRows(db, userId, periods);
+      const exists = rows.length > 0 || (await findUsers(db, [userId])).length > 0;
+      if (!exists) {
+        // A deleted account: off every board still kept (this week's and the two before).
+        const week = 7 * 86400_000;
+        const now = clock.now().getTime();
+        await mirror.forget(['all', ...[0, 1, 2].map((n) => isoWeek(new Date(now - n * week)))], userId);
+        return;
+      }
+      for (const row of rows) await mirror.apply(row.period, [{ userId, row }]);
+      for (const period of periods) if (!(await mirror.built(period))) void rebuild(period);
+      await signal(userId);
+    },
+
+    /** Live updates on this node: a socket watches a board. */
+    rooms: { global: globalRoom, friends: friendsRoom },
+    markDirty(rooms: string[]) {
+      for (const room of rooms) if (typeof room === 'string' && room.startsWith('lb:')) dirty.add(room);
+    },
+    startLive() {
+      ticker ??= setInterval(() => void tick(), TICK_MS);
+      ticker.unref();
+    },
+    stopLive() {
+      clearInterval(ticker);
+      ticker = undefined;
+    },
+  };
+}
