@@ -55,6 +55,10 @@ const EXPECTED: Record<string, string> = {
   'g5.mismatches':
     'G5: boards, conversation seqs and cursors, unread counts and streaks differing from a recomputation after each fault and limits test',
   'shutdown.inflight_lost': 'H1: in-flight requests lost at SIGTERM',
+  'h2.lost': 'H2: acked chat messages missing after a socket drain and resync',
+  'h2.stored_duplicates': 'H2: chat messages stored twice after a socket drain',
+  'h3.lost': 'H3: job effects missing after a worker drain (short jobs, and a long one cut off)',
+  'h3.duplicate_effects': 'H3: job effects applied twice after a worker drain (a long job run again)',
   'd6.slow_clients_not_cut': 'D6: slow clients not cut off by the timeouts',
   'd6.others_failed': 'D6: other clients’ requests failing during the attack',
   'd7.others_failed': 'D7: other routes failing during a login flood',

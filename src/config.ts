@@ -205,6 +205,12 @@ const EnvSchema = T.Object({
     description:
       'Production mode: how long a worker holds a running job (renewed while it runs); a dead worker’s jobs run again this long after, at most.',
   }),
+  JOBS_DRAIN_MS: T.Integer({
+    minimum: 0,
+    default: 5000,
+    description:
+      'After SIGTERM, how long a worker waits for its running jobs; longer ones are left to run again (production mode: on another worker once their lock expires; embedded: at the next start). With SHUTDOWN_DRAIN_DELAY_MS, below SHUTDOWN_TIMEOUT_MS.',
+  }),
   OUTBOX_SWEEP_MS: T.Integer({
     minimum: 100,
     default: 5000,
@@ -268,6 +274,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (parsed.ROLE !== 'serve' && (!parsed.DATABASE_URL || !parsed.REDIS_URL)) {
     throw new ConfigError(
       `Invalid environment variable ROLE: ROLE=${parsed.ROLE} runs beside other processes, so it needs DATABASE_URL and REDIS_URL (the embedded mode is one process: ROLE=serve)`,
+    );
+  }
+  // The drain delay and the job drain come one after the other before the shutdown deadline.
+  if (parsed.SHUTDOWN_DRAIN_DELAY_MS + parsed.JOBS_DRAIN_MS >= parsed.SHUTDOWN_TIMEOUT_MS) {
+    throw new ConfigError(
+      `Invalid environment variable JOBS_DRAIN_MS: with SHUTDOWN_DRAIN_DELAY_MS (${parsed.SHUTDOWN_DRAIN_DELAY_MS} + ${parsed.JOBS_DRAIN_MS} ms) it must end before SHUTDOWN_TIMEOUT_MS (${parsed.SHUTDOWN_TIMEOUT_MS} ms), or a long job makes the shutdown exit non-zero`,
     );
   }
   const isProduction = parsed.NODE_ENV === 'production';

@@ -75,6 +75,16 @@ describe('config', () => {
     expect(fails({ ROLE: 'worker', DATABASE_URL: 'postgres://x/y' })).toMatch(/REDIS_URL/);
   });
 
+  it('refuses a job drain that would end after the shutdown deadline', () => {
+    expect(fails({ SHUTDOWN_DRAIN_DELAY_MS: '5000' })).toMatch(
+      /JOBS_DRAIN_MS: .*SHUTDOWN_TIMEOUT_MS \(9000 ms\)/,
+    );
+    expect(fails({ JOBS_DRAIN_MS: '2000', SHUTDOWN_TIMEOUT_MS: '2000' })).toMatch(/JOBS_DRAIN_MS/);
+    expect(
+      loadConfig({ DATA_DIR: dataDir(), JOBS_DRAIN_MS: '1000', SHUTDOWN_TIMEOUT_MS: '2000' }).JOBS_DRAIN_MS,
+    ).toBe(1000);
+  });
+
   it('requires the token secret in production, and listens on all interfaces there', () => {
     expect(fails({ NODE_ENV: 'production' })).toMatch(/ACCESS_TOKEN_SECRET: required in production/);
     const config = loadConfig({

@@ -35,15 +35,22 @@ function laggingDb(lag: () => number): Db {
   };
 }
 
-function makeJobs(log: Logger, queue: string): Jobs {
+function makeJobs(log: Logger, queue: string, o: { drainMs?: number; lockMs?: number } = {}): Jobs {
   const jobs = lane.redisUrl
     ? bullmqJobs({
         connection: bullmqConnectionOptions(lane.redisUrl, 'test'),
         prefix: `${queue}:bull`,
         log,
         concurrency: 4,
+        ...o,
       })
-    : localJobs({ db, clock: systemClock, log, concurrency: 4 });
+    : localJobs({
+        db,
+        clock: systemClock,
+        log,
+        concurrency: 4,
+        ...(o.drainMs ? { drainMs: o.drainMs } : {}),
+      });
   opened.push(jobs);
   return jobs;
 }
@@ -316,6 +323,48 @@ describe('jobs', () => {
       ]);
       expect(rows).toEqual([{ state: 'done' }]);
     }
+  });
+});
+
+describe('bounded drain', () => {
+  it('close() waits for a long job only up to the drain budget, warns, and another runner runs it again once', async () => {
+    const queue = newQueue();
+    const first = captureLogs();
+    const a = makeJobs(first.log, queue, { drainMs: 300, lockMs: 1000 });
+    const runs: string[] = [];
+    const define = (jobs: Jobs, runner: string) =>
+      jobs.define(
+        defineJob({
+          name: 'test.long',
+          payload: Payload,
+          handler: async () => {
+            runs.push(runner);
+            // The first run never ends (a mail server that never answers); the process would exit.
+            if (runner === 'a') await new Promise(() => {});
+          },
+        }),
+      );
+    define(a, 'a');
+    await a.start();
+    await a.enqueue('test.long', { n: 1 }, { jobId: 'long-1' });
+    await eventually(() => expect(runs).toEqual(['a']), 5000, 5);
+    const t0 = performance.now();
+    await a.close();
+    const closeMs = performance.now() - t0;
+    expect(closeMs).toBeGreaterThanOrEqual(290);
+    expect(closeMs).toBeLessThan(3000);
+    const warnings = first
+      .lines()
+      .filter((l) => String(l.msg).startsWith('jobs still running after the drain'));
+    expect(warnings.map((l) => l.left)).toEqual([1]);
+
+    // BullMQ: found stalled once its lock (1 s) expires; embedded: reset by start().
+    const b = makeJobs(captureLogs().log, queue, { lockMs: 1000 });
+    define(b, 'b');
+    await b.start();
+    await eventually(() => expect(runs).toEqual(['a', 'b']), 10_000, 20);
+    await sleep(lane.redisUrl ? 2500 : 300);
+    expect(runs).toEqual(['a', 'b']);
   });
 });
 

@@ -11,6 +11,12 @@ export interface JobContext {
   /** 1 on the first run. */
   attempt: number;
   log: Logger;
+  /**
+   * Aborted when close() stops waiting for running jobs (the drain budget ran out). A handler that
+   * loops over many items checks it between them and stops: the job runs again later, and a
+   * handler that went on would only fail against a closed database.
+   */
+  signal: AbortSignal;
 }
 
 /** A job kind. Handlers must be idempotent: a job may run more than once. */
@@ -65,13 +71,20 @@ export interface Jobs {
   repeat(name: string, everyMs: number, payload?: unknown): void;
   /** Starts consuming (worker role). */
   start(): Promise<void>;
-  /** Stops taking jobs and waits for the running ones. */
+  /**
+   * Stops taking jobs and waits for the running ones, up to the drain budget (`drainMs`). Jobs still
+   * running then are left to run again (see each runner), with a warning naming how many.
+   */
   close(): Promise<void>;
 }
 
 const DEFAULT_ATTEMPTS = 5;
 const DEFAULT_BACKOFF_MS = 1000;
 const DEFAULT_ENQUEUE_TIMEOUT_MS = 5000;
+/** How long close() waits for running jobs (config JOBS_DRAIN_MS): below the shutdown deadline. */
+const DEFAULT_DRAIN_MS = 5000;
+/** How many times a job may be cut off by its worker's death or drain before it is failed. */
+const MAX_STALLS = 3;
 const KEEP_DONE_MS = 24 * 3600_000;
 const KEEP_FAILED_MS = 7 * 24 * 3600_000;
 
@@ -108,6 +121,25 @@ function registry() {
 
 const backoff = (base: number, attempt: number) => base * 2 ** Math.max(0, attempt - 1);
 
+/** True when `work` settles within `ms`; false when the budget ran out first. */
+async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const budget = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([
+      work.then(
+        () => true,
+        () => true,
+      ),
+      budget,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A bad schedule is a programming error: refuse it where it is written, not at every run. */
 function checkRepeat(defs: ReturnType<typeof registry>, name: string, everyMs: number, payload: unknown) {
   if (!Number.isInteger(everyMs) || everyMs <= 0) throw new Error(`Job ${name}: bad everyMs ${everyMs}`);
@@ -129,11 +161,21 @@ interface ClaimedJob {
  * the outbox relay can enqueue in the same transaction that marks a row sent (exactly once).
  * It sleeps until the next job is due instead of polling.
  */
-export function localJobs(opts: { db: Db; clock: Clock; log: Logger; concurrency: number }): Jobs {
+export function localJobs(opts: {
+  db: Db;
+  clock: Clock;
+  log: Logger;
+  concurrency: number;
+  /** How long close() waits for running jobs (default 5000 ms). */
+  drainMs?: number;
+}): Jobs {
   const { db, clock, log } = opts;
+  const drainMs = opts.drainMs ?? DEFAULT_DRAIN_MS;
   const defs = registry();
   const repeats: { name: string; everyMs: number; payload: unknown }[] = [];
   const running = new Set<Promise<void>>();
+  const stopping = new AbortController();
+  let abandoned = false;
   const timers = new Set<NodeJS.Timeout>();
   // Repeat enqueues in flight, so close() does not return while one still writes.
   const writes = new Set<Promise<void>>();
@@ -182,7 +224,12 @@ export function localJobs(opts: { db: Db; clock: Clock; log: Logger; concurrency
       registered = defs.get(job.name);
       const problem = defs.validate(job.name, job.payload);
       if (problem) throw Object.assign(new Error(problem), { unrecoverable: true });
-      await registered.def.handler(job.payload, { jobId: job.id, attempt: job.attemptsMade, log: jobLog });
+      await registered.def.handler(job.payload, {
+        jobId: job.id,
+        attempt: job.attemptsMade,
+        log: jobLog,
+        signal: stopping.signal,
+      });
       await db.query(
         `UPDATE local_jobs SET state = 'done', finished_at = $2, last_error = NULL WHERE id = $1`,
         [job.id, clock.now()],
@@ -230,10 +277,19 @@ export function localJobs(opts: { db: Db; clock: Clock; log: Logger; concurrency
         // Once claimed, a job runs even if close() came meanwhile: close() waits for it.
         const job = await claim();
         if (!job) break;
-        const p: Promise<void> = execute(job).finally(() => {
-          running.delete(p);
-          wake();
-        });
+        const p: Promise<void> = execute(job)
+          // The outcome could not be written (the database is down, or closed under a job that close()
+          // stopped waiting for): the row stays active and runs again on the next start().
+          .catch((err) =>
+            log[abandoned ? 'warn' : 'error'](
+              { err, jobId: job.id, job: job.name },
+              'could not record the outcome of a job; it runs again on the next start',
+            ),
+          )
+          .finally(() => {
+            running.delete(p);
+            wake();
+          });
         running.add(p);
       }
       // A wake-up during this read may be for a job the read did not see yet, hence the loop.
@@ -336,7 +392,19 @@ export function localJobs(opts: { db: Db; clock: Clock; log: Logger; concurrency
       await starting?.catch(() => {});
       // A claim in flight may still hand back a job, which then joins `running`.
       await pumping;
-      await Promise.allSettled([...writes, ...running]);
+      await Promise.allSettled([...writes]);
+      // Bounded like BullMQ's drain, so a long job does not hold the process past SHUTDOWN_TIMEOUT_MS.
+      // Unlike there, nobody else runs this queue: a job still running stays 'active' in the database
+      // and start() runs it again when this process comes back (no stall limit). If it ends while the
+      // process is still closing, its outcome is recorded as usual.
+      if (!(await settlesWithin(Promise.allSettled([...running]), drainMs))) {
+        abandoned = true;
+        stopping.abort();
+        log.warn(
+          { left: running.size, drainMs },
+          'jobs still running after the drain budget; they run again on the next start',
+        );
+      }
     },
   };
 }
@@ -367,24 +435,37 @@ export function bullmqJobs(opts: {
   lockMs?: number;
   /** How long enqueue() waits for Redis before failing (default 5000 ms). */
   enqueueTimeoutMs?: number;
+  /** How long close() waits for running jobs (default 5000 ms); the rest are left to another worker. */
+  drainMs?: number;
 }): Jobs {
   const { log } = opts;
   const enqueueTimeoutMs = opts.enqueueTimeoutMs ?? DEFAULT_ENQUEUE_TIMEOUT_MS;
+  const drainMs = opts.drainMs ?? DEFAULT_DRAIN_MS;
   const defs = registry();
   const repeats: { name: string; everyMs: number; payload: unknown }[] = [];
   const queue = new Queue('jobs', { connection: opts.connection, prefix: opts.prefix });
   queue.on('error', (err) => log.warn({ err }, 'job queue connection error'));
   let worker: Worker | undefined;
+  // The jobs this process is running, for the warning when close() stops waiting for them.
+  const running = new Map<string, string>();
+  const stopping = new AbortController();
 
   const run = async (job: Job) => {
     const jobLog = log.child({ jobId: job.id, job: job.name, attempt: job.attemptsMade + 1 });
     const problem = defs.validate(job.name, job.data);
     if (problem) throw new UnrecoverableError(problem);
-    await defs.get(job.name).def.handler(job.data, {
-      jobId: job.id ?? '',
-      attempt: job.attemptsMade + 1,
-      log: jobLog,
-    });
+    const key = job.id ?? '';
+    running.set(key, job.name);
+    try {
+      await defs.get(job.name).def.handler(job.data, {
+        jobId: key,
+        attempt: job.attemptsMade + 1,
+        log: jobLog,
+        signal: stopping.signal,
+      });
+    } finally {
+      running.delete(key);
+    }
   };
 
   return {
@@ -447,6 +528,9 @@ export function bullmqJobs(opts: {
         connection: opts.connection,
         prefix: opts.prefix,
         concurrency: opts.concurrency,
+        // A job cut off by a shutdown runs again; BullMQ's default (1) would fail one that a rolling
+        // restart cut twice. A job that kills its worker every time still ends up failed.
+        maxStalledCount: MAX_STALLS,
         ...(opts.lockMs ? { lockDuration: opts.lockMs, stalledInterval: opts.lockMs } : {}),
       });
       worker.on('error', (err) => log.warn({ err }, 'job worker connection error'));
@@ -466,8 +550,29 @@ export function bullmqJobs(opts: {
       // closing in the middle would leave it to reject unhandled. Bounded: Redis may be unreachable.
       const settled = (p: Promise<unknown> | undefined) =>
         Promise.race([p?.catch(() => {}), new Promise((r) => setTimeout(r, 2000).unref())]);
-      await settled(worker?.waitUntilReady());
-      await worker?.close();
+      const w = worker;
+      if (w) {
+        await settled(w.waitUntilReady());
+        // Worker.close() alone waits for every running job without bound, and a later close(true)
+        // only returns the first call's promise. pause() stops taking jobs and resolves once the
+        // running ones are done (moved to completed or failed): wait for that up to the budget, then
+        // close, forcibly if some are still running (a pause left pending then rejects, ignored).
+        const drained = await settlesWithin(w.pause(), drainMs);
+        if (!drained) {
+          stopping.abort();
+          // close(true) stops renewing their locks and drops the connections: the jobs stay active and
+          // locked in Redis until JOBS_LOCK_MS passes, then another worker's stalled-job check moves
+          // them back to wait and runs them again (after up to two checks, one every JOBS_LOCK_MS).
+          // BullMQ allows that MAX_STALLS times per job; past that the job is failed ("job stalled more
+          // than allowable limit"). The handlers are told through their signal; one that goes on does so
+          // until this process exits, and what it ends with is no longer reported to Redis.
+          log.warn(
+            { left: running.size, jobs: [...running.values()], drainMs },
+            'jobs still running after the drain budget; left for another worker to run again',
+          );
+        }
+        await w.close(!drained);
+      }
       await settled(queue.waitUntilReady());
       await queue.close();
     },

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import pino from 'pino';
+import { SMTPServer } from 'smtp-server';
 import { io as connectSocket, type Socket } from 'socket.io-client';
 import { afterEach } from 'vitest';
 import { loadConfig } from '../../src/config.js';
@@ -790,4 +791,67 @@ export async function storedMessages(w: World, conversationId: string) {
   const keys = new Set(rows.map((r) => `${r.senderId}:${r.clientMessageId}`));
   const gapless = rows.every((r, i) => Number(r.seq) === i + 1);
   return { rows, count: rows.length, duplicates: rows.length - keys.size, gapless };
+}
+
+// ---------------------------------------------------------------------------------------------
+// A slow SMTP server: the outside world of a long job. It holds its answer to the first message
+// until that connection drops (a mail server that accepted the data and then hangs), and answers
+// every later message at once. Only a 250 answer is a mail sent.
+
+export interface SlowSmtp {
+  url: string;
+  /** Messages whose data arrived (answered or not). */
+  received(): number;
+  /** When the held message's data arrived (0 = not yet). */
+  heldAt(): number;
+  /** The held message as it arrived. */
+  heldRaw(): string;
+  /** When the held message's connection dropped with no answer (0 = not yet). */
+  droppedAt(): number;
+  /** Messages answered 250: the mails actually sent. */
+  sent: { to: string[]; raw: string; at: number }[];
+}
+
+export async function slowSmtp(cleanup: Cleanup): Promise<SlowSmtp> {
+  const sent: SlowSmtp['sent'] = [];
+  let received = 0;
+  let held: { sessionId: string; at: number; raw: string } | undefined;
+  let droppedAt = 0;
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    closeTimeout: 1000,
+    onData(stream, session, callback) {
+      let raw = '';
+      stream.on('data', (chunk) => {
+        raw += chunk;
+      });
+      stream.on('end', () => {
+        received++;
+        // No answer: the sender waits (up to its own socket timeout) until the connection drops.
+        if (!held) {
+          held = { sessionId: session.id, at: Date.now(), raw };
+          return;
+        }
+        sent.push({ to: session.envelope.rcptTo.map((r) => r.address), raw, at: Date.now() });
+        callback();
+      });
+    },
+    onClose(session) {
+      if (held && session.id === held.sessionId && !droppedAt) droppedAt = Date.now();
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  cleanup.push(`smtp stub :${port}`, () => new Promise<void>((resolve) => server.close(() => resolve())));
+  return {
+    url: `smtp://127.0.0.1:${port}`,
+    received: () => received,
+    heldAt: () => held?.at ?? 0,
+    heldRaw: () => held?.raw ?? '',
+    droppedAt: () => droppedAt,
+    sent,
+  };
 }

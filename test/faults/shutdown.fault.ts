@@ -1,6 +1,8 @@
 import { request } from 'node:http';
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { figure } from '../figures.js';
+import { linkIn } from '../smtp.js';
 import {
   badgeEffects,
   type ChatMessage,
@@ -19,6 +21,7 @@ import {
   seedBadgeJobs,
   servicesLane,
   sleep,
+  slowSmtp,
   startApp,
   storedMessages,
   syncAll,
@@ -77,7 +80,9 @@ describe.runIf(servicesLane)('H shutdown (child processes)', () => {
       if (created.error === 'ECONNREFUSED' && listed.error === 'ECONNREFUSED') await sleep(50);
       return [created, listed];
     });
+    // Enough load answered before the signal, however busy the machine (it is asserted below).
     await sleep(1000);
+    await waitFor(async () => load.outcomes.length > 30, 30_000);
 
     const signalledAt = Date.now();
     api.proc.kill('SIGTERM');
@@ -234,6 +239,12 @@ describe.runIf(servicesLane)('H shutdown (child processes)', () => {
         `sends retried after the drain ${retried.length} (errors ${JSON.stringify(retried.flatMap((s) => s.errors))}); told system:disconnecting ${clients.filter((c) => c.state.told).length}/${clients.length}; ` +
         `moved to B after ${moved.length ? Math.max(...moved) : 'n/a'} ms; stored ${stored.count}, duplicates ${stored.duplicates}, gapless ${stored.gapless}; acked not stored ${notStored.length}; lost after resync ${lost}; exit ${exit.code} after ${exit.at - signalledAt} ms`,
     );
+    figure('h2.lost', lost + notStored.length, {
+      sent: sent.length,
+      acked: acked.length,
+      clients: clients.length,
+    });
+    figure('h2.stored_duplicates', stored.duplicates, { stored: stored.count });
     for (const c of clients) c.state.socket.disconnect();
     expect(acked.length).toBe(sent.length);
     expect(firstAcks.filter((x) => x.via === 'A').length).toBeGreaterThan(20);
@@ -253,7 +264,6 @@ describe.runIf(servicesLane)('H shutdown (child processes)', () => {
     const w = await world(cleanup);
     const redis = await privateRedis(cleanup);
     const queue = jobQueue(cleanup, redis.url, w.redisPrefix);
-    const { userIds } = await seedBadgeJobs(w, 400);
     const worker = (name: string) =>
       startApp(cleanup, {
         name,
@@ -265,6 +275,8 @@ describe.runIf(servicesLane)('H shutdown (child processes)', () => {
       });
     const w1 = await worker('worker-1');
     children.push(w1);
+    await firstRollover(queue);
+    const { userIds } = await seedBadgeJobs(w, 400);
     const awarded = async () =>
       Number(
         (
@@ -292,6 +304,10 @@ describe.runIf(servicesLane)('H shutdown (child processes)', () => {
       `H3: jobs ${userIds.length}; active at SIGTERM ${activeAtSignal}; exit ${exit.code} after ${exit.at - signalledAt} ms; ` +
         `after exit ${JSON.stringify(countsAfterExit)} (effects by then ${doneByFirst}); at the end ${JSON.stringify(finalCounts)}; effects ${JSON.stringify(effects)}`,
     );
+    figure('h3.lost', effects.notAwarded + effects.notNotified, { jobs: userIds.length });
+    figure('h3.duplicate_effects', effects.notifiedTwiceOrMore + effects.marksTwiceOrMore, {
+      jobs: userIds.length,
+    });
     expect(exit.code).toBe(0);
     expect(exit.at - signalledAt).toBeLessThan(10_000);
     // Nothing taken was abandoned: no job was left active for the stalled-job check to find later.
@@ -303,7 +319,151 @@ describe.runIf(servicesLane)('H shutdown (child processes)', () => {
     expect(finalCounts.failed).toBe(0);
     expect(w1.errorLines()).toEqual([]);
   });
+
+  it('H3 long: SIGTERM to a worker while it sends a mail to an SMTP server that does not answer, beside short jobs: the short ones finish, the mail job is left locked after the drain budget, exit 0 within 10 s; a second worker sends the mail again once: one mail sent, each effect once', async () => {
+    const w = await world(cleanup);
+    const redis = await privateRedis(cleanup);
+    const queue = jobQueue(cleanup, redis.url, w.redisPrefix);
+    const smtp = await slowSmtp(cleanup);
+    const [person] = (await people(w, 1)) as [Awaited<ReturnType<typeof people>>[number]];
+    const { rows: users } = await w.deps.db.query<{ email: string }>(
+      'SELECT email FROM users WHERE id = $1',
+      [person.userId],
+    );
+    const email = (users[0] as { email: string }).email;
+    const LOCK_MS = 3000;
+    const worker = (name: string) =>
+      startApp(cleanup, {
+        name,
+        role: 'worker',
+        databaseUrl: w.databaseUrl,
+        redisUrl: redis.url,
+        redisPrefix: w.redisPrefix,
+        // JOBS_DRAIN_MS is left at its default (5 s): the production budget under SHUTDOWN_TIMEOUT_MS.
+        env: {
+          JOBS_CONCURRENCY: '4',
+          OUTBOX_SWEEP_MS: '200',
+          JOBS_LOCK_MS: String(LOCK_MS),
+          SMTP_URL: smtp.url,
+        },
+      });
+    const mailsSent = () => smtp.sent.filter((m) => m.to.includes(email)).length;
+
+    const w1 = await worker('worker-1');
+    children.push(w1);
+    await firstRollover(queue);
+    // A password-reset mail through the outbox, as the app writes it, due first; then short jobs.
+    const { rows: mailRows } = await w.deps.db.query<{ id: string }>(
+      `INSERT INTO outbox (id, job_name, payload, available_at, created_at)
+       VALUES (gen_random_uuid(), 'accounts.send_mail',
+               jsonb_build_object('userId', $1::uuid, 'purpose', 'reset_password', 'requestId', gen_random_uuid()),
+               now() - interval '1 second', now())
+       RETURNING id`,
+      [person.userId],
+    );
+    const mailJobId = `outbox-${(mailRows[0] as { id: string }).id}`;
+    const { userIds } = await seedBadgeJobs(w, 300);
+    const awarded = async () =>
+      Number(
+        (
+          await w.deps.db.query<{ n: number }>(
+            "SELECT count(*)::int AS n FROM user_badges WHERE code = 'first_task' AND user_id = ANY($1::uuid[])",
+            [userIds],
+          )
+        ).rows[0]?.n,
+      );
+    // The mail's data is at the server, which does not answer; short jobs are running beside it.
+    await waitFor(async () => smtp.heldAt() > 0 && (await awarded()) >= 40, 30_000, 20);
+    const stateAtSignal = await queue.getJobState(mailJobId);
+    const activeAtSignal = await queue.getActiveCount();
+    const signalledAt = Date.now();
+    const heldForMs = signalledAt - smtp.heldAt();
+    w1.proc.kill('SIGTERM');
+    const exit = await w1.exited;
+    const stateAfterExit = await queue.getJobState(mailJobId);
+    const countsAfterExit = await queue.getJobCounts('active', 'waiting', 'completed', 'failed', 'delayed');
+    const peek = new Redis(redis.url);
+    const lockLeftMs = await peek.pttl(`${w.redisPrefix}:bull:jobs:${mailJobId}:lock`);
+    await peek.quit();
+    await waitFor(async () => smtp.droppedAt() > 0, 5000, 20).catch(() => {});
+    const sentByFirst = mailsSent();
+    const doneByFirst = await awarded();
+    const drainWarnings = w1
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('jobs still running after the drain budget'))
+      .map((l) => JSON.parse(l) as { left: number; jobs: string[] });
+
+    const w2 = await worker('worker-2');
+    children.push(w2);
+    const w2At = Date.now();
+    await waitFor(async () => mailsSent() >= 1 && (await awarded()) === userIds.length, 60_000, 100);
+    const resentAfterMs = (smtp.sent.find((m) => m.to.includes(email))?.at ?? 0) - w2At;
+    await waitFor(async () => (await queue.getJobState(mailJobId)) === 'completed', 10_000, 100);
+    await waitFor(async () => (await queue.getActiveCount()) === 0, 10_000, 100);
+    // Long enough for a second stalled-job check to run it a third time, were it left active.
+    await sleep(2 * LOCK_MS);
+    const mailJob = await queue.getJob(mailJobId);
+    const effects = await badgeEffects(w, userIds);
+    const finalCounts = await queue.getJobCounts('active', 'waiting', 'completed', 'failed', 'delayed');
+    const mails = mailsSent();
+    const sameLink =
+      mails > 0 &&
+      linkIn(smtp.heldRaw()).href ===
+        linkIn((smtp.sent.find((m) => m.to.includes(email)) as { raw: string }).raw).href;
+
+    console.log(
+      `H3 long: short jobs ${userIds.length} + 1 mail; SMTP holding the mail for ${heldForMs} ms at SIGTERM; mail job ${stateAtSignal} at SIGTERM, active jobs ${activeAtSignal}; ` +
+        `exit ${exit.code} after ${exit.at - signalledAt} ms; drain warning ${JSON.stringify(drainWarnings.map((d) => ({ left: d.left, jobs: d.jobs })))}; ` +
+        `after exit: mail job ${stateAfterExit}, lock left ${lockLeftMs} ms, ${JSON.stringify(countsAfterExit)}, SMTP connection dropped ${smtp.droppedAt() ? `${smtp.droppedAt() - signalledAt} ms after SIGTERM` : 'no'}, mails sent ${sentByFirst}, short effects ${doneByFirst}; ` +
+        `second worker sent it ${resentAfterMs} ms after starting (started ${mailJob?.attemptsStarted}, stalled ${mailJob?.stalledCounter}, made ${mailJob?.attemptsMade}); SMTP messages received ${smtp.received()}, answered 250 ${smtp.sent.length}, to the user ${mails}, same link ${sameLink}; ` +
+        `at the end ${JSON.stringify(finalCounts)}; effects ${JSON.stringify(effects)}`,
+    );
+    const h3 = { jobs: userIds.length + 1, long_jobs: 1, mails_sent: mails };
+    figure('h3.lost', (mails === 0 ? 1 : 0) + effects.notAwarded + effects.notNotified, h3);
+    figure(
+      'h3.duplicate_effects',
+      Math.max(0, mails - 1) + effects.notifiedTwiceOrMore + effects.marksTwiceOrMore,
+      h3,
+    );
+    expect(stateAtSignal).toBe('active');
+    expect(exit.code).toBe(0);
+    expect(exit.at - signalledAt).toBeLessThan(10_000);
+    expect(drainWarnings.map((d) => d.left)).toEqual([1]);
+    expect(drainWarnings[0]?.jobs).toEqual(['accounts.send_mail']);
+    // Left active and locked in Redis for another worker's stalled-job check; the short ones finished.
+    expect(stateAfterExit).toBe('active');
+    expect(countsAfterExit.active).toBe(1);
+    expect(lockLeftMs).toBeGreaterThan(0);
+    expect(countsAfterExit.failed).toBe(0);
+    expect(sentByFirst).toBe(0);
+    expect(smtp.droppedAt()).toBeGreaterThan(0);
+    expect(mails).toBe(1);
+    expect(sameLink).toBe(true);
+    expect(mailJob?.stalledCounter).toBe(1);
+    expect(effects.awardedOnce).toBe(userIds.length);
+    expect(effects.notifiedOnce).toBe(userIds.length);
+    expect(effects.marksTwiceOrMore).toBe(0);
+    expect(finalCounts.failed).toBe(0);
+    expect(finalCounts.active).toBe(0);
+    expect(w1.errorLines()).toEqual([]);
+    expect(w2.errorLines()).toEqual([]);
+  });
 });
+
+/**
+ * Waits for the worker's first `dailies.rollover` (every schedule runs once at start). It walks every
+ * user whose day has ended, which the badge users would be: over hundreds of them it is a job of
+ * several seconds, near the drain budget on a loaded machine. Seeding them after it keeps the H3
+ * tests to the jobs they are about.
+ */
+async function firstRollover(queue: ReturnType<typeof jobQueue>) {
+  await waitFor(
+    async () => (await queue.getCompleted()).some((j) => j.name === 'dailies.rollover'),
+    30_000,
+    100,
+  );
+}
 
 /** POST /v1/tasks whose body is still arriving until `finish()`. */
 function slowCreate(base: string, token: string, title: string) {
