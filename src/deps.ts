@@ -122,8 +122,15 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
         log: jobsLog,
         concurrency: config.JOBS_CONCURRENCY,
         lockMs: config.JOBS_LOCK_MS,
+        drainMs: config.JOBS_DRAIN_MS,
       })
-    : localJobs({ db, clock, log: jobsLog, concurrency: config.JOBS_CONCURRENCY });
+    : localJobs({
+        db,
+        clock,
+        log: jobsLog,
+        concurrency: config.JOBS_CONCURRENCY,
+        drainMs: config.JOBS_DRAIN_MS,
+      });
 
   const tokens = makeAccessTokens({
     secret: config.ACCESS_TOKEN_SECRET,
@@ -241,6 +248,7 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
   const groups = makeGroupsService({
     db,
     clock,
+    cache,
     outbox,
     realtime,
     accounts,

@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { Value } from '@sinclair/typebox/value';
 import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Db, openPostgres } from '../src/lib/db.js';
 import {
   Completion,
   GroupTask,
@@ -10,19 +12,38 @@ import {
   MemberList,
 } from '../src/modules/groups/groups.schemas.js';
 import { pointsFor } from '../src/modules/groups/groups.service.js';
-import { aUser, eventually, lane, signIn, startTestApp, type TestApp } from './helpers.js';
+import {
+  aUser,
+  DEFAULT_PASSWORD,
+  eventually,
+  fakeClock,
+  lane,
+  signIn,
+  startTestApp,
+  type TestApp,
+  type TestDb,
+  testDb,
+} from './helpers.js';
 
 // Group tasks through HTTP on a real database, in both lanes, with the worker running (auto-close
 // comes through the outbox). Every test makes its own people.
 let t: TestApp;
+let tdb: TestDb;
+/** The second instance (services lane), and the pool of its own it reaches the shared database with. */
+let nodeB: TestApp | undefined;
+let nodeBDb: Db | undefined;
 const sockets: Socket[] = [];
 
 beforeAll(async () => {
-  t = await startTestApp({ worker: true, listen: true, env: { RATE_LIMIT_MULTIPLIER: '0' } });
+  tdb = await testDb();
+  t = await startTestApp({ worker: true, listen: true, db: tdb, env: { RATE_LIMIT_MULTIPLIER: '0' } });
 });
 afterAll(async () => {
   for (const s of sockets) s.disconnect();
+  await nodeB?.close();
+  await nodeBDb?.close();
   await t?.close();
+  await tdb?.drop();
 });
 
 type Caller = { userId: string; username: string; headers: Record<string, string>; token: string };
@@ -34,7 +55,17 @@ async function person(): Promise<Caller> {
 }
 
 const call = (who: Caller | null, method: Method, url: string, payload?: unknown, headers = {}) =>
-  t.app.inject({
+  callOn(t, who, method, url, payload, headers);
+
+const callOn = (
+  on: TestApp,
+  who: Caller | null,
+  method: Method,
+  url: string,
+  payload?: unknown,
+  headers = {},
+) =>
+  on.app.inject({
     method,
     url,
     headers: { ...(who?.headers ?? {}), ...headers },
@@ -497,4 +528,440 @@ describe('group tasks', () => {
       expect(plan, name).not.toMatch(/Seq Scan/);
     }
   });
+});
+
+/**
+ * Watches one instance's pool for the two cached reads: the shared discovery slice and a member list.
+ * Counting them proves a hit (the database was not asked); `hold` parks the next such read after its
+ * rows came back and before they are cached, to stage a write racing it.
+ */
+function tap(db: Db) {
+  const query = db.query;
+  const n = { discovery: 0, members: 0 };
+  type Kind = keyof typeof n;
+  let parked: { kind: Kind; reached: () => void; gate: Promise<void> } | undefined;
+  const kindOf = (sql: string): Kind | undefined =>
+    sql.includes('NULL AS my_role')
+      ? 'discovery'
+      : sql.includes('FROM group_members m JOIN users u')
+        ? 'members'
+        : undefined;
+  db.query = (async (sql: string, params?: readonly unknown[]) => {
+    const kind = kindOf(sql);
+    if (kind) n[kind]++;
+    const result = await query.call(db, sql, params);
+    if (kind && parked?.kind === kind) {
+      const p = parked;
+      parked = undefined;
+      p.reached();
+      await p.gate;
+    }
+    return result;
+  }) as Db['query'];
+  return {
+    n,
+    hold(kind: Kind) {
+      let reached!: () => void;
+      let release!: () => void;
+      const isReached = new Promise<void>((r) => {
+        reached = r;
+      });
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      parked = { kind, reached, gate };
+      return { reached: isReached, release };
+    },
+    restore() {
+      db.query = query;
+    },
+  };
+}
+type Tap = ReturnType<typeof tap>;
+
+/** Reads twice: the first goes to the database (a write made it stale), the second is a cache hit. */
+async function missThenHit<T>(reads: Tap, kind: 'discovery' | 'members', read: () => Promise<T>): Promise<T> {
+  const before = reads.n[kind];
+  const first = await read();
+  expect(reads.n[kind], `${kind}: the first read after a write asks the database`).toBeGreaterThan(before);
+  const asked = reads.n[kind];
+  const second = await read();
+  expect(reads.n[kind], `${kind}: the repeated read is a cache hit`).toBe(asked);
+  expect(second).toEqual(first);
+  return first;
+}
+
+/** A read that must be a cache hit (the write before it changed nothing it shows). */
+async function hit<T>(reads: Tap, kind: 'discovery' | 'members', read: () => Promise<T>): Promise<T> {
+  const before = reads.n[kind];
+  const value = await read();
+  expect(reads.n[kind], `${kind}: a cache hit`).toBe(before);
+  return value;
+}
+
+const searchTag = () => `cache${randomBytes(5).toString('hex')}`;
+
+async function discover(who: Caller, q: string, on: TestApp = t): Promise<GroupTask[]> {
+  const res = await callOn(on, who, 'GET', `/v1/group-tasks?scope=public&q=${q}&limit=100`);
+  expectStatus(res, 200);
+  expect(Value.Check(GroupTaskList, res.json()), res.body).toBe(true);
+  return (res.json() as GroupTaskList).items;
+}
+
+async function memberList(who: Caller, groupId: string, on: TestApp = t, path = 'members') {
+  const res = await callOn(on, who, 'GET', `/v1/group-tasks/${groupId}/${path}`);
+  expectStatus(res, 200);
+  expect(Value.Check(MemberList, res.json()), res.body).toBe(true);
+  return (res.json() as MemberList).items;
+}
+
+const ids = (items: { id: string }[]) => items.map((i) => i.id);
+const userIds = (items: { userId: string }[]) => items.map((i) => i.userId);
+
+async function deleteAccount(who: Caller) {
+  const res = await call(who, 'DELETE', '/v1/me', { password: DEFAULT_PASSWORD });
+  expect([200, 204], res.body).toContain(res.statusCode);
+}
+
+describe('group caches: public discovery and member lists', () => {
+  let reads: Tap;
+  beforeAll(() => {
+    reads = tap(t.deps.db);
+  });
+  afterAll(() => reads.restore());
+
+  it('discovery: a repeated read is a hit; every write that changes it makes the next read fresh', async () => {
+    const q = searchTag();
+    const [owner, viewer, joiner, friend, other] = [
+      await person(),
+      await person(),
+      await person(),
+      await person(),
+      await person(),
+    ];
+    await befriend(owner, friend);
+    const g = await createGroup(owner, { title: `Swim ${q}` });
+    const look = () => discover(viewer, q);
+    const entry = async () => (await missThenHit(reads, 'discovery', look)).find((i) => i.id === g.id);
+
+    expect(await entry()).toMatchObject({ memberCount: 1, myRole: null, ownerId: owner.userId });
+    // create
+    const g2 = await createGroup(other, { title: `Row ${q}` });
+    expect(ids(await missThenHit(reads, 'discovery', look))).toEqual([g2.id, g.id]);
+    // A private one never enters discovery (and its writes leave the shared entries alone).
+    await createGroup(owner, { title: `Secret ${q}`, visibility: 'private' });
+    expect(ids(await hit(reads, 'discovery', look))).toEqual([g2.id, g.id]);
+    // update: title and description, then the due time
+    expectStatus(
+      await call(owner, 'PATCH', `/v1/group-tasks/${g.id}`, { title: `Swim far ${q}`, description: 'd2' }),
+      200,
+    );
+    expect(await entry()).toMatchObject({ title: `Swim far ${q}`, description: 'd2' });
+    const later = new Date(Date.now() + 2 * 3600_000).toISOString();
+    expectStatus(await call(owner, 'PATCH', `/v1/group-tasks/${g.id}`, { dueAt: later }), 200);
+    expect((await entry())?.dueAt).toBe(later);
+    // join, leave, removal, an accepted invitation: the member count
+    expectStatus(await call(joiner, 'POST', `/v1/group-tasks/${g.id}/join`), 200);
+    expect((await entry())?.memberCount).toBe(2);
+    expectStatus(await call(joiner, 'POST', `/v1/group-tasks/${g.id}/leave`), 204);
+    expect((await entry())?.memberCount).toBe(1);
+    expectStatus(await call(joiner, 'POST', `/v1/group-tasks/${g.id}/join`), 200);
+    expect((await entry())?.memberCount).toBe(2);
+    expectStatus(await call(owner, 'DELETE', `/v1/group-tasks/${g.id}/members/${joiner.userId}`), 204);
+    expect((await entry())?.memberCount).toBe(1);
+    const invited = await call(owner, 'POST', `/v1/group-tasks/${g.id}/invitations`, {
+      userIds: [friend.userId],
+    });
+    expectStatus(invited, 201);
+    expect((await hit(reads, 'discovery', look)).find((i) => i.id === g.id)?.memberCount).toBe(1);
+    const invitation = (invited.json() as InvitationList).items[0]?.id;
+    expectStatus(await call(friend, 'POST', `/v1/group-invitations/${invitation}/accept`), 200);
+    expect((await entry())?.memberCount).toBe(2);
+    // A role change and a completion show in member lists only: discovery stays a hit.
+    expectStatus(
+      await call(owner, 'PATCH', `/v1/group-tasks/${g.id}/members/${friend.userId}`, { role: 'admin' }),
+      200,
+    );
+    expectStatus(await call(friend, 'POST', `/v1/group-tasks/${g.id}/complete`), 200);
+    expect((await hit(reads, 'discovery', look)).find((i) => i.id === g.id)?.memberCount).toBe(2);
+    // visibility: private leaves discovery, public comes back
+    expectStatus(await call(owner, 'PATCH', `/v1/group-tasks/${g.id}`, { visibility: 'private' }), 200);
+    expect(ids(await missThenHit(reads, 'discovery', look))).toEqual([g2.id]);
+    expectStatus(await call(owner, 'PATCH', `/v1/group-tasks/${g.id}`, { visibility: 'public' }), 200);
+    expect(ids(await missThenHit(reads, 'discovery', look))).toEqual([g2.id, g.id]);
+    // close (by the owner; the automatic close is the same write, see the fake-clock test) and delete
+    expectStatus(await call(other, 'POST', `/v1/group-tasks/${g2.id}/close`), 200);
+    expect(ids(await missThenHit(reads, 'discovery', look))).toEqual([g.id]);
+    expectStatus(await call(owner, 'DELETE', `/v1/group-tasks/${g.id}`), 204);
+    expect(ids(await missThenHit(reads, 'discovery', look))).toEqual([]);
+
+    // Account deletion: the owner's task passes to its earliest member; a member's going drops the count.
+    const [leaver, heir, plain] = [await person(), await person(), await person()];
+    const h = await createGroup(leaver, { title: `Climb ${q}` });
+    expectStatus(await call(heir, 'POST', `/v1/group-tasks/${h.id}/join`), 200);
+    expectStatus(await call(plain, 'POST', `/v1/group-tasks/${h.id}/join`), 200);
+    expect((await missThenHit(reads, 'discovery', look))[0]).toMatchObject({
+      id: h.id,
+      ownerId: leaver.userId,
+      memberCount: 3,
+    });
+    await deleteAccount(leaver);
+    expect((await missThenHit(reads, 'discovery', look))[0]).toMatchObject({
+      id: h.id,
+      ownerId: heir.userId,
+      memberCount: 2,
+    });
+    await deleteAccount(plain);
+    expect((await missThenHit(reads, 'discovery', look))[0]).toMatchObject({ id: h.id, memberCount: 1 });
+  });
+
+  it('discovery: the shared entry holds nothing of one caller (what I am in, my role) for another', async () => {
+    const q = searchTag();
+    const [owner, member, outsider, outsider2] = [
+      await person(),
+      await person(),
+      await person(),
+      await person(),
+    ];
+    const g = await createGroup(owner, { title: `Hike ${q}` });
+    expectStatus(await call(member, 'POST', `/v1/group-tasks/${g.id}/join`), 200);
+    // The member fills the shared slice; they never see their own task in discovery.
+    expect(await missThenHit(reads, 'discovery', () => discover(member, q))).toEqual([]);
+    // Outsiders are served that very entry and do see it, with no role of anyone's.
+    const seen = await hit(reads, 'discovery', () => discover(outsider, q));
+    expect(seen).toEqual([expect.objectContaining({ id: g.id, memberCount: 2, myRole: null })]);
+    expect(await hit(reads, 'discovery', () => discover(owner, q))).toEqual([]);
+    expect(ids(await hit(reads, 'discovery', () => discover(outsider2, q)))).toEqual([g.id]);
+    // Pages: an outsider pages through one at a time over the same shared slices.
+    const g2 = await createGroup(owner, { title: `Hike two ${q}` });
+    const first = await callOn(t, outsider, 'GET', `/v1/group-tasks?scope=public&q=${q}&limit=1`);
+    const page1 = first.json() as GroupTaskList;
+    expect(ids(page1.items)).toEqual([g2.id]);
+    const second = await callOn(
+      t,
+      outsider,
+      'GET',
+      `/v1/group-tasks?scope=public&q=${q}&limit=1&cursor=${page1.nextCursor}`,
+    );
+    expect(second.json()).toMatchObject({ items: [{ id: g.id }], nextCursor: null });
+    // The member, in the newest one, still gets a full page of one (the next slice is read).
+    expectStatus(await call(member, 'POST', `/v1/group-tasks/${g2.id}/join`), 200);
+    const mine = (await callOn(t, member, 'GET', `/v1/group-tasks?scope=public&q=${q}&limit=1`)).json();
+    expect(mine).toEqual({ items: [], nextCursor: null });
+    const theirs = (
+      await callOn(t, outsider, 'GET', `/v1/group-tasks?scope=public&q=${q}&limit=1`)
+    ).json() as GroupTaskList;
+    expect(ids(theirs.items)).toEqual([g2.id]);
+    expect(theirs.nextCursor).not.toBeNull();
+  });
+
+  it('member lists: a repeated read is a hit; every write that changes them makes the next read fresh', async () => {
+    const [owner, a, b, friend, outsider] = [
+      await person(),
+      await person(),
+      await person(),
+      await person(),
+      await person(),
+    ];
+    await befriend(owner, friend);
+    const g = await createGroup(owner);
+    const look = () => memberList(outsider, g.id);
+    const roles = async () =>
+      (await missThenHit(reads, 'members', look)).map((m) => [m.userId, m.role, m.rank]);
+
+    expect(await roles()).toEqual([[owner.userId, 'owner', null]]);
+    // join, leave, removal
+    expectStatus(await call(a, 'POST', `/v1/group-tasks/${g.id}/join`), 200);
+    expect(userIds(await missThenHit(reads, 'members', look))).toEqual([owner.userId, a.userId]);
+    expectStatus(await call(a, 'POST', `/v1/group-tasks/${g.id}/leave`), 204);
+    expect(userIds(await missThenHit(reads, 'members', look))).toEqual([owner.userId]);
+    expectStatus(await call(a, 'POST', `/v1/group-tasks/${g.id}/join`), 200);
+    expectStatus(await call(b, 'POST', `/v1/group-tasks/${g.id}/join`), 200);
+    expect(userIds(await missThenHit(reads, 'members', look))).toEqual([owner.userId, a.userId, b.userId]);
+    expectStatus(await call(owner, 'DELETE', `/v1/group-tasks/${g.id}/members/${b.userId}`), 204);
+    expect(userIds(await missThenHit(reads, 'members', look))).toEqual([owner.userId, a.userId]);
+    // role change
+    expectStatus(
+      await call(owner, 'PATCH', `/v1/group-tasks/${g.id}/members/${a.userId}`, { role: 'admin' }),
+      200,
+    );
+    expect(await roles()).toEqual([
+      [owner.userId, 'owner', null],
+      [a.userId, 'admin', null],
+    ]);
+    // an accepted invitation (a pending one changes nothing there)
+    const invited = await call(owner, 'POST', `/v1/group-tasks/${g.id}/invitations`, {
+      userIds: [friend.userId],
+    });
+    expectStatus(invited, 201);
+    expect(userIds(await hit(reads, 'members', look))).toEqual([owner.userId, a.userId]);
+    const invitation = (invited.json() as InvitationList).items[0]?.id;
+    expectStatus(await call(friend, 'POST', `/v1/group-invitations/${invitation}/accept`), 200);
+    expect(userIds(await missThenHit(reads, 'members', look))).toEqual([
+      owner.userId,
+      a.userId,
+      friend.userId,
+    ]);
+    // completion: completedAt and rank, in both orders (the leaderboard is its own entry)
+    const board = () => memberList(outsider, g.id, t, 'leaderboard');
+    expect(userIds(await missThenHit(reads, 'members', board))).toEqual([
+      owner.userId,
+      a.userId,
+      friend.userId,
+    ]);
+    expectStatus(await call(friend, 'POST', `/v1/group-tasks/${g.id}/complete`), 200);
+    expect((await missThenHit(reads, 'members', look))[2]).toMatchObject({
+      userId: friend.userId,
+      rank: 1,
+      completedAt: expect.any(String),
+    });
+    expect(userIds(await missThenHit(reads, 'members', board))).toEqual([
+      friend.userId,
+      owner.userId,
+      a.userId,
+    ]);
+    // The owner leaving hands the group to the earliest member.
+    expectStatus(await call(owner, 'POST', `/v1/group-tasks/${g.id}/leave`), 204);
+    expect(await roles()).toEqual([
+      [a.userId, 'owner', null],
+      [friend.userId, 'member', 1],
+    ]);
+    // A member's account deletion (their membership goes by cascade).
+    await deleteAccount(friend);
+    expect(await roles()).toEqual([[a.userId, 'owner', null]]);
+    // Turned private: the outsider's next read is a 404, not the cached public list; and a member's
+    // cached entry never answers an outsider either (the access check runs on every hit).
+    expectStatus(await call(a, 'PATCH', `/v1/group-tasks/${g.id}`, { visibility: 'private' }), 200);
+    expect(userIds(await missThenHit(reads, 'members', () => memberList(a, g.id)))).toEqual([a.userId]);
+    const before = reads.n.members;
+    expectStatus(await call(outsider, 'GET', `/v1/group-tasks/${g.id}/members`), 404, 'not_found');
+    expect(reads.n.members, 'the 404 came from the cached entry').toBe(before);
+    // close, then delete: gone at once
+    expectStatus(await call(a, 'POST', `/v1/group-tasks/${g.id}/close`), 200);
+    expect(userIds(await missThenHit(reads, 'members', () => memberList(a, g.id)))).toEqual([a.userId]);
+    expectStatus(await call(a, 'DELETE', `/v1/group-tasks/${g.id}`), 204);
+    expectStatus(await call(a, 'GET', `/v1/group-tasks/${g.id}/members`), 404, 'not_found');
+  });
+
+  it('a read racing a write cannot cache the old state past the commit (versions, not deletes)', async () => {
+    const q = searchTag();
+    const [owner, joiner, joiner2, viewer] = [await person(), await person(), await person(), await person()];
+    const g = await createGroup(owner, { title: `Race ${q}` });
+    // Members: the read gets its rows, the join commits (and invalidates), then the read stores them.
+    const parked = reads.hold('members');
+    const stale = call(viewer, 'GET', `/v1/group-tasks/${g.id}/members`);
+    await parked.reached;
+    expectStatus(await call(joiner, 'POST', `/v1/group-tasks/${g.id}/join`), 200);
+    parked.release();
+    // The racing read answers what it read (its request began before the join)...
+    expect(userIds(((await stale).json() as MemberList).items)).toEqual([owner.userId]);
+    // ...but what it stored went under the old version: the next read is fresh.
+    expect(userIds(await memberList(viewer, g.id))).toEqual([owner.userId, joiner.userId]);
+    // Discovery, the same way: the late slice (one member) must not be served after the join.
+    const parkedSlice = reads.hold('discovery');
+    const staleList = discover(viewer, q);
+    await parkedSlice.reached;
+    expectStatus(await call(joiner2, 'POST', `/v1/group-tasks/${g.id}/join`), 200);
+    parkedSlice.release();
+    expect((await staleList)[0]?.memberCount).toBe(2);
+    expect((await discover(viewer, q))[0]?.memberCount).toBe(3);
+  });
+
+  it('a past-due task leaves discovery at its due time, with no write (fake clock, no worker)', async () => {
+    const clock = fakeClock(new Date());
+    const app = await startTestApp({ clock, env: { RATE_LIMIT_MULTIPLIER: '0' } });
+    const appReads = tap(app.deps.db);
+    try {
+      const someone = async (): Promise<Caller> => {
+        const user = await aUser(app.deps);
+        return { ...(await signIn(app.deps, user.id)), username: user.username };
+      };
+      const [owner, viewer] = [await someone(), await someone()];
+      const q = searchTag();
+      const create = async (title: string, inMs: number) => {
+        const res = await callOn(app, owner, 'POST', '/v1/group-tasks', {
+          title: `${title} ${q}`,
+          visibility: 'public',
+          dueAt: new Date(clock.now().getTime() + inMs).toISOString(),
+        });
+        expectStatus(res, 201);
+        return res.json() as GroupTask;
+      };
+      const later = await create('Later', 3600_000);
+      clock.advance(1);
+      const soon = await create('Soon', 30_000);
+      const look = () => discover(viewer, q, app);
+      expect(ids(await missThenHit(appReads, 'discovery', look))).toEqual([soon.id, later.id]);
+      // Still before its due time (and well inside the default TTL): served from the cache.
+      clock.advance(29_000);
+      expect(ids(await hit(appReads, 'discovery', look))).toEqual([soon.id, later.id]);
+      // Past it: the entry ended with the earliest due time in it, though nothing was written.
+      clock.advance(2_000);
+      expect(ids(await missThenHit(appReads, 'discovery', look))).toEqual([later.id]);
+      const still = (await callOn(app, owner, 'GET', `/v1/group-tasks/${soon.id}`)).json() as GroupTask;
+      expect(still.status, 'no close job ran: the cache alone let it go').toBe('open');
+      // The automatic close is a write like the others.
+      await app.deps.groups.closeIfDue({ groupTaskId: soon.id });
+      expect(
+        ((await callOn(app, owner, 'GET', `/v1/group-tasks/${soon.id}`)).json() as GroupTask).status,
+      ).toBe('closed');
+    } finally {
+      appReads.restore();
+      await app.close();
+    }
+  });
+
+  it.runIf(lane.services)(
+    'two instances sharing Redis share the entries and see each other’s invalidations',
+    async () => {
+      const url = tdb.url as string;
+      nodeBDb = openPostgres({ url, max: 5, statementTimeoutMs: 10_000 });
+      nodeB = await startTestApp({
+        db: { db: nodeBDb, url, drop: async () => {} },
+        env: {
+          REDIS_PREFIX: t.config.REDIS_PREFIX,
+          ACCESS_TOKEN_SECRET: t.config.ACCESS_TOKEN_SECRET,
+          RATE_LIMIT_MULTIPLIER: '0',
+        },
+      });
+      const B = nodeB;
+      const readsB = tap(nodeBDb);
+      try {
+        const q = searchTag();
+        const [owner, viewer, joiner] = [await person(), await person(), await person()];
+        const g = await createGroup(owner, { title: `Relay ${q}` });
+        // B fills the entry; A is served it without asking the database.
+        expect(ids(await missThenHit(readsB, 'discovery', () => discover(viewer, q, B)))).toEqual([g.id]);
+        expect(ids(await hit(reads, 'discovery', () => discover(viewer, q)))).toEqual([g.id]);
+        // A write on A: B's next read is fresh.
+        expectStatus(await call(joiner, 'POST', `/v1/group-tasks/${g.id}/join`), 200);
+        expect((await missThenHit(readsB, 'discovery', () => discover(viewer, q, B)))[0]?.memberCount).toBe(
+          2,
+        );
+        // A write on B: A's next read is fresh.
+        expectStatus(
+          await callOn(B, owner, 'PATCH', `/v1/group-tasks/${g.id}`, { title: `Relay on ${q}` }),
+          200,
+        );
+        expect((await missThenHit(reads, 'discovery', () => discover(viewer, q)))[0]?.title).toBe(
+          `Relay on ${q}`,
+        );
+        // Member lists: read on A, hit on B; completion on B, fresh on A; leave on A, fresh on B.
+        expect(userIds(await missThenHit(reads, 'members', () => memberList(viewer, g.id)))).toEqual([
+          owner.userId,
+          joiner.userId,
+        ]);
+        await hit(readsB, 'members', () => memberList(viewer, g.id, B));
+        expectStatus(await callOn(B, joiner, 'POST', `/v1/group-tasks/${g.id}/complete`), 200);
+        expect((await missThenHit(reads, 'members', () => memberList(viewer, g.id)))[1]?.rank).toBe(1);
+        expectStatus(await call(joiner, 'POST', `/v1/group-tasks/${g.id}/leave`), 204);
+        expect(userIds(await missThenHit(readsB, 'members', () => memberList(viewer, g.id, B)))).toEqual([
+          owner.userId,
+        ]);
+      } finally {
+        readsB.restore();
+      }
+    },
+    30_000,
+  );
 });

@@ -221,36 +221,22 @@ export interface Position {
   id: string;
 }
 
+/** `text` anywhere in a title: `%`, `_` and `\\` are plain characters. */
+const titleLike = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+/** Group tasks I am in (owned or joined), newest first, after a keyset position. */
 export async function listGroups(
   q: Queryable,
-  o: {
-    userId: string;
-    scope: 'mine' | 'public';
-    status?: 'open' | 'closed';
-    q?: string;
-    now: Date;
-    after?: Position;
-    limit: number;
-  },
+  o: { userId: string; status?: 'open' | 'closed'; q?: string; after?: Position; limit: number },
 ) {
   const params: unknown[] = [o.userId];
-  const where: string[] = [];
-  if (o.scope === 'mine') {
-    where.push('EXISTS (SELECT 1 FROM group_members me WHERE me.group_task_id = g.id AND me.user_id = $1)');
-    if (o.status) {
-      params.push(o.status);
-      where.push(`g.status = $${params.length}`);
-    }
-  } else {
-    params.push(o.now);
-    where.push(
-      `g.visibility = 'public' AND g.status = 'open' AND g.due_at > $${params.length}`,
-      'NOT EXISTS (SELECT 1 FROM group_members me WHERE me.group_task_id = g.id AND me.user_id = $1)',
-    );
-    if (o.status === 'closed') where.push('false');
+  const where = ['EXISTS (SELECT 1 FROM group_members me WHERE me.group_task_id = g.id AND me.user_id = $1)'];
+  if (o.status) {
+    params.push(o.status);
+    where.push(`g.status = $${params.length}`);
   }
   if (o.q) {
-    params.push(`%${o.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+    params.push(titleLike(o.q));
     where.push(`g.title ILIKE $${params.length}`);
   }
   if (o.after) {
@@ -262,6 +248,55 @@ export async function listGroups(
     `SELECT ${VIEW} FROM group_tasks g WHERE ${where.join(' AND ')}
       ORDER BY g.created_at DESC, g.id DESC LIMIT $${params.length}`,
     params,
+  );
+  return rows;
+}
+
+/**
+ * Public discovery as everyone sees it: public, open, not yet due at `now`, newest first. Nothing
+ * in it depends on who asks (`myRole` is null; leaving out the caller's own is the service's part),
+ * so the service may share it through the cache.
+ */
+export async function listDiscoverable(
+  q: Queryable,
+  o: { q?: string | undefined; now: Date; after?: Position | undefined; limit: number },
+): Promise<GroupView[]> {
+  const params: unknown[] = [o.now];
+  const where = [`g.visibility = 'public'`, `g.status = 'open'`, 'g.due_at > $1'];
+  if (o.q) {
+    params.push(titleLike(o.q));
+    where.push(`g.title ILIKE $${params.length}`);
+  }
+  if (o.after) {
+    params.push(o.after.createdAt, o.after.id);
+    where.push(`(g.created_at, g.id) < ($${params.length - 1}, $${params.length})`);
+  }
+  params.push(o.limit);
+  const { rows } = await q.query<GroupView>(
+    `SELECT ${G}, (SELECT count(*)::int FROM group_members c WHERE c.group_task_id = g.id) AS member_count,
+            NULL AS my_role
+       FROM group_tasks g WHERE ${where.join(' AND ')}
+      ORDER BY g.created_at DESC, g.id DESC LIMIT $${params.length}`,
+    params,
+  );
+  return rows;
+}
+
+/** Which of these group tasks the user is a member of. */
+export async function memberOf(q: Queryable, userId: string, groupIds: string[]): Promise<Set<string>> {
+  const { rows } = await q.query<{ groupTaskId: string }>(
+    'SELECT group_task_id FROM group_members WHERE user_id = $1 AND group_task_id = ANY($2::uuid[])',
+    [userId, groupIds],
+  );
+  return new Set(rows.map((r) => r.groupTaskId));
+}
+
+/** Every group task the user is in, with its visibility (account deletion's cache step). */
+export async function membershipsOf(q: Queryable, userId: string) {
+  const { rows } = await q.query<{ id: string; visibility: 'public' | 'private' }>(
+    `SELECT g.id, g.visibility FROM group_members m JOIN group_tasks g ON g.id = m.group_task_id
+      WHERE m.user_id = $1`,
+    [userId],
   );
   return rows;
 }

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { uuidv7 } from 'uuidv7';
+import type { Cache } from '../../lib/cache.js';
 import type { Clock } from '../../lib/clock.js';
 import type { Db, Queryable } from '../../lib/db.js';
 import { AppError, conflict, forbidden, invalid, notFound } from '../../lib/errors.js';
@@ -15,6 +16,7 @@ import type { FriendsService } from '../friends/friends.service.js';
 import type { NudgesService } from '../maa/maa.nudges.js';
 import type { NotificationsService } from '../notifications/notifications.service.js';
 import type { StatsService } from '../stats/stats.service.js';
+import { makeGroupsCache } from './groups.cache.js';
 import type { GroupRow, GroupView, InvitationRow, MemberRow } from './groups.repo.js';
 import * as repo from './groups.repo.js';
 import type {
@@ -124,9 +126,14 @@ function decodeCursor(cursor: string): repo.Position {
 
 export type GroupsService = ReturnType<typeof makeGroupsService>;
 
+/** The largest discovery slice read after the first (the largest page plus one). */
+const MAX_DISCOVERY_SLICE = 101;
+
 export function makeGroupsService(deps: {
   db: Db;
   clock: Clock;
+  /** Discovery pages and member lists (groups.cache.ts says how they stay fresh). */
+  cache: Cache;
   outbox: Outbox;
   realtime: Realtime;
   accounts: Pick<AccountsService, 'dayCalendar'>;
@@ -140,6 +147,8 @@ export function makeGroupsService(deps: {
   log: Logger;
 }) {
   const { db, clock, outbox, realtime, accounts, stats, friends, notifications, log } = deps;
+  const cached = makeGroupsCache({ cache: deps.cache, clock });
+  const isPublic = (g: { visibility: string }) => g.visibility === 'public';
 
   /**
    * Group events go to the members' own rooms, read in the transaction that changes the group: a
@@ -192,6 +201,7 @@ export function makeGroupsService(deps: {
   /** Closes the locked group and pays each finisher once (the ledger is unique per source key). */
   async function closeLocked(q: Queryable, group: GroupRow, now: Date): Promise<boolean> {
     if (!(await repo.closeGroup(q, group.id, now))) return false;
+    cached.changed(q, group.id, { discovery: isPublic(group) });
     const members = await repo.listMembers(q, group.id, 'rank');
     for (const m of members) {
       if (m.rank === null) continue;
@@ -219,6 +229,8 @@ export function makeGroupsService(deps: {
   /** Removes a member in `q`; the owner's leaving hands the group over (or deletes it when empty). */
   async function dropMember(q: Queryable, group: GroupRow, userId: string, now: Date) {
     if (!(await repo.removeMember(q, group.id, userId))) return;
+    // Members, the member count, and perhaps the owner or the group itself.
+    cached.changed(q, group.id, { discovery: isPublic(group) });
     if (group.ownerId === userId) {
       const next = (await repo.listMembers(q, group.id, 'joined'))[0];
       if (next) await repo.setOwner(q, group.id, next.userId, now);
@@ -230,6 +242,7 @@ export function makeGroupsService(deps: {
 
   async function addMemberLocked(q: Queryable, group: GroupRow, userId: string, now: Date) {
     if (!(await repo.addMember(q, group.id, userId, 'member', now))) return false;
+    cached.changed(q, group.id, { discovery: isPublic(group) });
     await repo.settleInvitations(q, group.id, userId, now);
     await toMembers(q, group.id, 'group:member_joined', { groupTaskId: group.id, userId });
     return true;
@@ -255,6 +268,51 @@ export function makeGroupsService(deps: {
         });
     }
     return repo.pendingInvitationsFor(q, group.id, userIds);
+  }
+
+  /**
+   * Public discovery: open public tasks not yet due, that I am not in, newest first. The shared part
+   * (what everyone sees) comes from the cache in slices keyed by position and size; the per-caller
+   * part, leaving out the tasks I am in, is read for each request and never stored, so one person's
+   * memberships never shape another's page. Private tasks never enter a slice (the SQL). When my own
+   * tasks thin a slice out, the next slices are read until the page is full.
+   */
+  async function discover(
+    userId: string,
+    o: { limit: number; after: repo.Position | undefined; q: string | undefined; status: string | undefined },
+  ): Promise<GroupTaskList> {
+    // Discovery lists open tasks only.
+    if (o.status === 'closed') return { items: [], nextCursor: null };
+    const version = await cached.discoveryVersion();
+    const visible: GroupTask[] = [];
+    let after = o.after;
+    // The first slice is the page itself (plus one to know there is more), shared by everyone who
+    // asks for that page; the rest, needed only by someone in many public tasks, are the largest.
+    for (let size = o.limit + 1; ; size = MAX_DISCOVERY_SLICE) {
+      const slice = await cached.discoveryChunk(version, { q: o.q, after, size }, async (now) =>
+        (await repo.listDiscoverable(db, { q: o.q, now, after, limit: size })).map(toGroup),
+      );
+      const mine = slice.length
+        ? await repo.memberOf(
+            db,
+            userId,
+            slice.map((g) => g.id),
+          )
+        : new Set();
+      for (const g of slice) if (!mine.has(g.id)) visible.push(g);
+      const last = slice[slice.length - 1];
+      if (visible.length > o.limit || slice.length < size || !last) break;
+      after = { createdAt: new Date(last.createdAt), id: last.id };
+    }
+    const page = visible.slice(0, o.limit);
+    const end = page[page.length - 1];
+    return {
+      items: page,
+      nextCursor:
+        visible.length > o.limit && end
+          ? encodeCursor({ createdAt: new Date(end.createdAt), id: end.id })
+          : null,
+    };
   }
 
   return {
@@ -284,6 +342,7 @@ export function makeGroupsService(deps: {
         });
         await repo.insertConversation(tx, uuidv7(), id, now);
         await repo.addMember(tx, id, userId, 'owner', now);
+        cached.changed(tx, id, { discovery: input.visibility === 'public' });
         const group = (await repo.findGroup(tx, id)) as GroupRow;
         if (input.inviteUserIds?.length) await invite(tx, group, userId, input.inviteUserIds, now);
         await scheduleClose(tx, id, dueAt, now);
@@ -298,13 +357,14 @@ export function makeGroupsService(deps: {
 
     async list(userId: string, query: ListGroupTasksQuery): Promise<GroupTaskList> {
       const limit = query.limit ?? 20;
+      const after = query.cursor ? decodeCursor(query.cursor) : undefined;
+      if (query.scope === 'public')
+        return discover(userId, { limit, after, q: query.q, status: query.status });
       const rows = await repo.listGroups(db, {
         userId,
-        scope: query.scope ?? 'mine',
         ...(query.status ? { status: query.status } : {}),
         ...(query.q ? { q: query.q } : {}),
-        now: clock.now(),
-        ...(query.cursor ? { after: decodeCursor(query.cursor) } : {}),
+        ...(after ? { after } : {}),
         limit: limit + 1,
       });
       const page = rows.slice(0, limit);
@@ -338,6 +398,8 @@ export function makeGroupsService(deps: {
           now,
         );
         if (dueAt) await scheduleClose(tx, id, dueAt, now);
+        // Public before or after: a task turned private leaves discovery, one turned public enters it.
+        cached.changed(tx, id, { discovery: isPublic(group) || patch.visibility === 'public' });
         await toMembers(tx, id, 'group:updated', { groupTaskId: id });
         return view(tx, userId, id);
       });
@@ -345,11 +407,12 @@ export function makeGroupsService(deps: {
 
     async remove(userId: string, id: string): Promise<void> {
       await db.tx(async (tx) => {
-        const { member } = await access(tx, userId, id, { lock: true });
+        const { group, member } = await access(tx, userId, id, { lock: true });
         requireRole(member, ['owner'], 'not_group_owner', 'Only the owner may delete the group task.');
         // Told before the rows go (the members are read now).
         await toMembers(tx, id, 'group:closed', { groupTaskId: id });
         await repo.deleteGroup(tx, id);
+        cached.changed(tx, group.id, { discovery: isPublic(group) });
       });
     },
 
@@ -391,6 +454,8 @@ export function makeGroupsService(deps: {
         if (target.role === 'owner') throw forbidden('cannot_change_owner', 'The owner stays the owner.');
         if (target.role !== role) {
           await repo.setRole(tx, id, target.userId, role);
+          // Roles show in member lists only.
+          cached.changed(tx, id, { discovery: false });
           await toMembers(tx, id, 'group:updated', { groupTaskId: id });
         }
         return toMember({ ...target, role });
@@ -458,9 +523,23 @@ export function makeGroupsService(deps: {
       });
     },
 
+    /**
+     * Members from the shared cache: the entry holds the same list for everyone plus the group's
+     * visibility, and the caller's right to see it (a member, or a public group) is checked on it
+     * for each request, so nothing of one caller reaches another.
+     */
     async members(userId: string, id: string, order: 'joined' | 'rank'): Promise<MemberList> {
-      await access(db, userId, id);
-      return { items: (await repo.listMembers(db, id, order)).map(toMember) };
+      if (!UUID.test(id)) throw groupNotFound();
+      const entry = await cached.members(id, order, async () => {
+        const group = await repo.findGroup(db, id);
+        if (!group) return undefined;
+        const items = (await repo.listMembers(db, id, order)).map(toMember);
+        return { visibility: group.visibility, items };
+      });
+      if (!entry) throw groupNotFound();
+      if (entry.visibility !== 'public' && !entry.items.some((m) => m.userId === userId))
+        throw groupNotFound();
+      return { items: entry.items };
     },
 
     /**
@@ -479,6 +558,8 @@ export function makeGroupsService(deps: {
           throw conflict('group_past_due', 'This group task is past its due time.');
         const done = await repo.markCompleted(tx, id, userId, now);
         if (!done) throw new AppError(500, 'internal', 'completion lost');
+        // Completion and rank show in member lists; discovery shows neither.
+        cached.changed(tx, id, { discovery: false });
         await deps.badges.queue(tx, userId);
         if (done.rank <= 3) await deps.maa.react(tx, userId, 'group_rank');
         // A private group's title stays with its members.
@@ -520,11 +601,15 @@ export function makeGroupsService(deps: {
     exportFor: (userId: string) => repo.exportGroups(db, userId),
 
     /**
-     * Account deletion step, inside its transaction: each group task the user owns passes to its
-     * earliest other member, or is deleted when there is none. Their memberships then cascade.
+     * Account deletion step, inside its transaction and before the user row goes: each group task
+     * the user owns passes to its earliest other member, or is deleted when there is none. Their
+     * other memberships then cascade with the user row, so the caches of those groups (member
+     * lists, member counts in discovery) are marked changed here, while the rows still say which.
      */
     async releaseOwned(q: Queryable, userId: string): Promise<void> {
       const now = clock.now();
+      for (const g of await repo.membershipsOf(q, userId))
+        cached.changed(q, g.id, { discovery: isPublic(g) });
       for (const id of await repo.ownedGroupIds(q, userId)) {
         const group = (await repo.findGroup(q, id, { lock: true })) as GroupRow;
         await dropMember(q, group, userId, now);
