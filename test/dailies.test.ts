@@ -345,6 +345,42 @@ describe('history and streaks', () => {
     expect(await stats()).toMatchObject({ today: { done: 1, goal: 2 }, currentStreak: 0 });
   });
 
+  it('a stats read racing a completion cannot cache the old stats past the commit', async () => {
+    clock.set(at('2026-03-02'));
+    const me = await someone();
+    const stats = async () => (await call('GET', '/v1/me/stats', me.headers)).json();
+    const task = (await call('POST', '/v1/tasks', me.headers, { title: 'Water the tulsi' })).json();
+    // The read computes its stats (before the completion), then waits while the completion commits.
+    const original = t.deps.stats.cached;
+    let parked!: () => void;
+    const reached = new Promise<void>((r) => {
+      parked = r;
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    t.deps.stats.cached = (userId, validUntil, compute) =>
+      original(userId, validUntil, async () => {
+        const value = await compute();
+        parked();
+        await gate;
+        return value;
+      });
+    try {
+      const racing = stats();
+      await reached;
+      t.deps.stats.cached = original;
+      expect((await call('POST', `/v1/tasks/${task.id}/complete`, me.headers, {})).statusCode).toBe(200);
+      release();
+      expect((await racing).today.done).toBe(0);
+    } finally {
+      t.deps.stats.cached = original;
+    }
+    // What the late read stored is not served: the next read shows the completion.
+    expect(await stats()).toMatchObject({ today: { done: 1 }, score: 10 });
+  });
+
   it('the rollover job closes every user whose day has ended', async () => {
     clock.set(at('2026-03-02'));
     const a = await someone('Asia/Kolkata');
@@ -375,7 +411,12 @@ describe('history and streaks', () => {
     const log = { error: (_o: unknown, msg: string) => errors.push(msg), info: () => {}, warn: () => {} };
     const rollover = (closeDays: (id: string) => Promise<number>) => {
       const [job] = dailiesJobs({ dailies: { ...t.deps.dailies, closeDays }, realtime: t.deps.realtime });
-      return job?.handler({}, { jobId: 'test', attempt: 1, log } as never);
+      return job?.handler({}, {
+        jobId: 'test',
+        attempt: 1,
+        log,
+        signal: new AbortController().signal,
+      } as never);
     };
 
     // The pool could not lend a connection: one attempt, no error log (the runner warns and retries).

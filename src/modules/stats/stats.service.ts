@@ -1,5 +1,5 @@
 import { uuidv7 } from 'uuidv7';
-import type { Cache } from '../../lib/cache.js';
+import { type Cache, cachedUntil, versionTokens } from '../../lib/cache.js';
 import type { Clock } from '../../lib/clock.js';
 import type { Db, Queryable } from '../../lib/db.js';
 import type { ScoreSource } from './stats.repo.js';
@@ -11,7 +11,8 @@ export const POINTS = { task_done: 10, daily_done: 10, perfect_day: 20 } as cons
 export type StatsService = ReturnType<typeof makeStatsService>;
 
 const CACHE_MS = 60_000;
-const statsKey = (userId: string) => `stats:v2:${userId}`;
+const versionKey = (userId: string) => `stats:v3:version:${userId}`;
+const statsKey = (userId: string, version: string) => `stats:v3:${userId}:${version}`;
 
 export function makeStatsService(deps: {
   db: Db;
@@ -23,27 +24,30 @@ export function makeStatsService(deps: {
    */
   onScore: (q: Queryable, userId: string, points: number) => Promise<void>;
 }) {
+  const versions = versionTokens(deps.cache);
+  // Bumped after the commit (a read racing the write cannot store the old stats under the new token).
+  const changedOnCommit = (q: Queryable, userId: string) =>
+    q.afterCommit(() => versions.bump(versionKey(userId)));
+
   return {
     /**
      * The user's stats from the cache, or computed and cached until the next write that changes them
      * (see `changed`), at most a minute, and never past the end of the user's day.
      */
     async cached<T>(userId: string, validUntil: Date, compute: () => Promise<T>): Promise<T> {
-      // The entry carries its end on the injected clock: the cache's own TTL runs on the wall clock
-      // (or Redis's), which alone would serve yesterday's stats after the service's clock passed midnight.
-      const hit = await deps.cache.get<{ value: T; until: number }>(statsKey(userId));
+      // The end is on the injected clock, or the cache's wall-clock TTL alone would serve yesterday's
+      // stats after the service's clock passed midnight.
       const now = deps.clock.now().getTime();
-      if (hit !== undefined && hit.until > now) return hit.value;
-      const value = await compute();
-      const until = Math.min(now + CACHE_MS, validUntil.getTime());
-      if (until > now) await deps.cache.set(statsKey(userId), { value, until }, until - now);
-      return value;
+      const key = statsKey(userId, await versions.read(versionKey(userId)));
+      const value = await cachedUntil(deps.cache, key, now, async () => ({
+        value: await compute(),
+        until: Math.min(now + CACHE_MS, validUntil.getTime()),
+      }));
+      return value as T;
     },
 
-    /** Every write that moves a user's stats calls this in its transaction; the cache drops them on commit. */
-    changed(q: Queryable, userId: string) {
-      q.afterCommit(() => void deps.cache.del(statsKey(userId)));
-    },
+    /** Every write that moves a user's stats calls this in its transaction. */
+    changed: changedOnCommit,
 
     /**
      * Pays `points` for one source, once ever: call it inside the transaction that records what
@@ -53,7 +57,7 @@ export function makeStatsService(deps: {
       q: Queryable,
       e: { userId: string; source: ScoreSource; sourceKey: string; points: number; localDate: string },
     ): Promise<boolean> {
-      q.afterCommit(() => void deps.cache.del(statsKey(e.userId)));
+      changedOnCommit(q, e.userId);
       const paid = await repo.insertScoreEvent(q, { ...e, id: uuidv7(), now: deps.clock.now() });
       if (paid) await deps.onScore(q, e.userId, e.points);
       return paid;
@@ -61,7 +65,7 @@ export function makeStatsService(deps: {
 
     /** Takes back points whose reason was undone within its window (a check-in undone the same day). */
     async revoke(q: Queryable, e: { userId: string; source: ScoreSource; sourceKey: string }) {
-      q.afterCommit(() => void deps.cache.del(statsKey(e.userId)));
+      changedOnCommit(q, e.userId);
       const taken = await repo.deleteScoreEvent(q, e.userId, e.source, e.sourceKey);
       if (taken) await deps.onScore(q, e.userId, -taken);
       return taken > 0;
