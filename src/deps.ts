@@ -173,10 +173,10 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     clock,
     cache,
     // badges and nudges are made below; a score only moves once everything is built.
-    onScore: async (q, userId, points) => {
+    onScore: async (q, userId, points, paidOn) => {
       await leaderboards.changed(q, userId);
       await badges.queue(q, userId);
-      if (points > 0) await nudges.overtaken(q, userId, points);
+      if (points > 0 && paidOn) await nudges.scored(q, userId, points, paidOn);
     },
   });
   const storage = localStorage(join(config.DATA_DIR, 'uploads'));
@@ -258,7 +258,7 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     badges,
     feed,
     // nudges is made below; groups only react once everything is built.
-    maa: { react: (q, userId, occasion) => nudges.react(q, userId, occasion) },
+    maa: { react: (q, userId, occasion, facts) => nudges.react(q, userId, occasion, facts) },
     log: log.child({ module: 'groups' }),
   });
   const maa = makeMaaService({
@@ -276,6 +276,7 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     clock,
     outbox,
     accounts,
+    stats,
     maa,
     notifications,
     log: log.child({ module: 'maa' }),

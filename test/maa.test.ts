@@ -4,12 +4,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { effectiveTone } from '../src/modules/maa/maa.engine.js';
 import {
   type Facts,
+  fits,
   LINE_MAX,
   LOCALES,
   type Locale,
   library,
   OCCASIONS,
   type Occasion,
+  OPTIONAL_PLACEHOLDERS,
   PLACEHOLDERS,
   placeholdersIn,
   readLineFile,
@@ -88,7 +90,17 @@ function expectLine(
 }
 
 describe('Maa line library (src/modules/maa/lines/*.json)', () => {
-  const sample: Facts = { name: 'Riya', streak: 4, tasksLeft: 2, hoursLeft: 3, goal: 5, done: 3, days: 2 };
+  const sample: Facts = {
+    name: 'Riya',
+    streak: 4,
+    tasksLeft: 2,
+    hoursLeft: 3,
+    goal: 5,
+    done: 3,
+    days: 2,
+    rank: 2,
+  };
+  const { rank: _unknown, ...withoutMoment } = sample;
 
   it.each(LOCALES)('%s: every occasion × tone has ≥ 8 distinct, known-placeholder, short lines', (locale) => {
     const raw = readLineFile(locale) as Record<string, Record<string, string[]>>;
@@ -102,11 +114,22 @@ describe('Maa line library (src/modules/maa/lines/*.json)', () => {
           new Set(lines.map((l) => l.trim().toLowerCase())).size,
           `${occasion}.${tone}`,
         ).toBeGreaterThanOrEqual(8);
+        // Asked for without an event (no rank), the occasion still has a full week of lines.
+        expect(
+          new Set(lines.filter((l) => fits(l, withoutMoment)).map((l) => l.trim().toLowerCase())).size,
+          `${occasion}.${tone} without optional placeholders`,
+        ).toBeGreaterThanOrEqual(8);
         for (const line of lines) {
           count++;
           expect(line.length, line).toBeLessThanOrEqual(LINE_MAX);
           expect(line.trim()).toBe(line);
-          for (const p of placeholdersIn(line)) expect(PLACEHOLDERS, `${line}: {${p}}`).toContain(p);
+          for (const p of placeholdersIn(line)) {
+            expect(PLACEHOLDERS, `${line}: {${p}}`).toContain(p);
+            // An optional placeholder only where its event supplies it ({rank}: group_rank).
+            if (p in OPTIONAL_PLACEHOLDERS) {
+              expect(OPTIONAL_PLACEHOLDERS[p as keyof typeof OPTIONAL_PLACEHOLDERS], line).toBe(occasion);
+            }
+          }
           expect(render(line, sample), line).not.toMatch(/[{}]/);
         }
       }
@@ -141,12 +164,13 @@ describe('Maa line library (src/modules/maa/lines/*.json)', () => {
 describe('Maa scenarios', () => {
   const say = (userId: string, occasion?: Occasion) => t.deps.maa.message(userId, occasion);
 
-  it('1. a new user in the morning gets day_start in their name', async () => {
+  it('1. a new user in the morning gets a welcome in their name', async () => {
     toNext(9);
     const u = await person({ name: 'Aarav', goal: 3 });
+    expect(await t.deps.maa.state(u)).toMatchObject({ newUser: true, localHour: 9 });
     const msg = await say(u);
     expectLine(msg, {
-      occasion: 'day_start',
+      occasion: 'welcome',
       tone: 'balanced',
       locale: 'en',
       facts: { name: 'Aarav', goal: 3 },
@@ -154,19 +178,26 @@ describe('Maa scenarios', () => {
     expect(msg.source).toBe('template');
   });
 
-  it('2. a new Hinglish user gets a Hinglish day_start', async () => {
+  it('2. a new Hinglish user gets a Hinglish welcome', async () => {
     const u = await person({ locale: 'hi', goal: 2 });
-    expectLine(await say(u), { occasion: 'day_start', tone: 'balanced', locale: 'hi', facts: { goal: 2 } });
+    expectLine(await say(u), { occasion: 'welcome', tone: 'balanced', locale: 'hi', facts: { goal: 2 } });
   });
 
-  it('3. gentle tone speaks gently', async () => {
+  it('3. the next morning, gentle tone: day_start, spoken gently', async () => {
+    toNext(10);
     const u = await person({ tone: 'gentle' });
-    expectLine(await say(u), { occasion: 'day_start', tone: 'gentle', locale: 'en' });
+    await complete(u);
+    toNext(9);
+    expect(await t.deps.maa.state(u)).toMatchObject({ newUser: false, currentStreak: 1, done: 0 });
+    expectLine(await say(u), { occasion: 'day_start', tone: 'gentle', locale: 'en', facts: { streak: 1 } });
   });
 
-  it('4. strict tone speaks strictly', async () => {
+  it('4. the next morning, strict tone: day_start, spoken strictly', async () => {
+    toNext(10);
     const u = await person({ tone: 'strict' });
-    expectLine(await say(u), { occasion: 'day_start', tone: 'strict', locale: 'en' });
+    await complete(u);
+    toNext(9);
+    expectLine(await say(u), { occasion: 'day_start', tone: 'strict', locale: 'en', facts: { streak: 1 } });
   });
 
   it('5. one of three tasks done → task_completed with 2 left', async () => {
@@ -246,9 +277,15 @@ describe('Maa scenarios', () => {
     });
   });
 
-  it('11. late evening with no streak and nothing done → low_motivation', async () => {
-    toNext(21);
+  it('11. an afternoon with nothing done yet → low_motivation, not "good morning"', async () => {
+    toNext(10);
     const u = await person({ tone: 'gentle' });
+    await complete(u);
+    toNext(9);
+    toNext(15);
+    const state = await t.deps.maa.state(u);
+    expect(state).toMatchObject({ localHour: 15, done: 0, currentStreak: 1, missesInRow: 0 });
+    expect(state.hoursLeft).toBeGreaterThan(4);
     expectLine(await say(u), { occasion: 'low_motivation', tone: 'gentle', locale: 'en' });
   });
 
@@ -308,7 +345,7 @@ describe('Maa scenarios', () => {
     toNext(9);
     const u = await person({ tone: 'strict' });
     expect((await t.deps.maa.state(u)).missesInRow).toBe(0);
-    expectLine(await say(u), { occasion: 'day_start', tone: 'strict', locale: 'en' });
+    expectLine(await say(u), { occasion: 'welcome', tone: 'strict', locale: 'en' });
   });
 
   it('18. a signed-up user who never completed anything for 3 days → care, never harsher', async () => {
@@ -405,7 +442,8 @@ describe('Maa scenarios', () => {
         }
       }
     }
-    expect(n).toBe(66);
+    expect(n).toBe(OCCASIONS.length * 6);
+    expect(n).toBe(72);
   });
 
   it('28. no line repeats for one user over a simulated week (3 messages a day)', async () => {
@@ -460,10 +498,105 @@ describe('Maa scenarios', () => {
     const keys = await keysOf();
     expect(keys.slice(0, 24)).toContain(keys[24]);
   });
+
+  // Unprompted words go through the nudges (the maa.event job's work; this file runs no worker).
+  const history = async (userId: string) =>
+    (await t.deps.maa.history(userId, { limit: 50 })).items.map((m) => m.occasion).reverse();
+
+  it("31. quiet hours from the user's own setting, in their time zone: kept quietly, not pushed", async () => {
+    toNext(8, 30); // 14:00 in Kolkata
+    const owl = await person({ timezone: 'Asia/Kolkata' });
+    const other = await person({ timezone: 'Asia/Kolkata' });
+    // A siesta from 13:30 to 15:00 local; the default (22:00 to 07:00) says nothing about 14:00.
+    await t.deps.accounts.updateMe(owl, { quietHours: { start: '13:30', end: '15:00' } });
+    expect(await t.deps.nudges.nudge(owl, 'friend_overtook')).toBe('quiet');
+    expect(await t.deps.nudges.nudge(other, 'friend_overtook')).toBe('live');
+    // Said and kept (history and a notification for later), only not pushed as maa:message.
+    expect(await history(owl)).toEqual(['friend_overtook']);
+    const notes = await t.deps.notifications.list(owl, {});
+    expect(notes.items.map((n) => n.data.occasion)).toEqual(['friend_overtook']);
+    clock.advance(HOUR); // 15:00 local: the window has ended
+    expect(await t.deps.nudges.nudge(owl, 'group_rank')).toBe('live');
+    // A window across midnight (23:30 to 06:00), and an empty one (no quiet hours at all).
+    await t.deps.accounts.updateMe(owl, { quietHours: { start: '23:30', end: '06:00' } });
+    await t.deps.accounts.updateMe(other, { quietHours: { start: '00:00', end: '00:00' } });
+    toNext(17, 30); // 23:00 in Kolkata: quiet by default, not for these two
+    expect(await t.deps.nudges.nudge(owl, 'goal_met')).toBe('live');
+    expect(await t.deps.nudges.nudge(other, 'goal_met')).toBe('live');
+    clock.advance(HOUR); // 00:00: inside the owl's window
+    expect(await t.deps.nudges.nudge(owl, 'friend_overtook')).toBe('quiet');
+    expect(await t.deps.nudges.nudge(other, 'friend_overtook')).toBe('live');
+  });
+
+  it('32. comeback after three misses: the first completion back queues it, Maa says it once', async () => {
+    toNext(10);
+    const u = await person({ tone: 'strict', goal: 2 });
+    await complete(u, 2);
+    clock.advance(4 * DAY);
+    const queued = async (userId = u) =>
+      (
+        await t.deps.db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM outbox
+            WHERE job_name = 'maa.event' AND payload->>'userId' = $1 AND payload->>'occasion' = 'comeback'`,
+          [userId],
+        )
+      ).rows[0]?.n ?? 0;
+    // Only the first completion back is looked at: not the ones before the lapse.
+    expect(await queued()).toBe(0);
+    await complete(u, 1);
+    expect(await queued()).toBe(1); // in the completion's own transaction
+    expect(await t.deps.maa.state(u)).toMatchObject({ missesInRow: 3, done: 1 });
+    expect(await t.deps.nudges.nudge(u, 'comeback')).toBe('live');
+    const [said] = (await t.deps.maa.history(u, { limit: 1 })).items;
+    // Three misses soften strict to gentle; the line names the days away.
+    expectLine(said as { occasion: string; tone: string; text: string }, {
+      occasion: 'comeback',
+      tone: 'gentle',
+      locale: 'en',
+      facts: { days: 3, done: 1, tasksLeft: 1 },
+    });
+    // Once per comeback: not for the next completion, nor the next day while the lapse goes on.
+    expect(await t.deps.nudges.nudge(u, 'comeback')).toBeUndefined();
+    clock.advance(DAY);
+    await complete(u, 1);
+    expect(await queued()).toBe(1); // worked yesterday: not back from anywhere
+    expect((await t.deps.maa.state(u)).missesInRow).toBe(4);
+    expect(await t.deps.nudges.nudge(u, 'comeback')).toBeUndefined();
+    // Someone who never lapsed is not "back".
+    const steady = await person();
+    await complete(steady);
+    expect(await queued(steady)).toBe(0);
+    expect(await t.deps.nudges.nudge(steady, 'comeback')).toBeUndefined();
+    expect(await history(u)).toEqual(['comeback']);
+  });
+
+  it('33. a brand-new user late in the evening is welcomed, not asked if they feel low', async () => {
+    toNext(21);
+    const u = await person({ tone: 'gentle', locale: 'hi' });
+    const state = await t.deps.maa.state(u);
+    expect(state).toMatchObject({ newUser: true, localHour: 21, done: 0, currentStreak: 0 });
+    expect(state.hoursLeft).toBeLessThanOrEqual(3);
+    expectLine(await say(u), { occasion: 'welcome', tone: 'gentle', locale: 'hi' });
+  });
+
+  it('34. a podium finish names the rank; asked for without one, group_rank still reads whole', async () => {
+    toNext(12);
+    const u = await person({ tone: 'balanced' });
+    expect(await t.deps.nudges.nudge(u, 'group_rank', { rank: 2 })).toBe('live');
+    const [said] = (await t.deps.maa.history(u, { limit: 1 })).items;
+    expect(said?.text).toMatch(/\bnumber 2\b/i);
+    expectLine(said as { occasion: string; tone: string; text: string }, {
+      occasion: 'group_rank',
+      tone: 'balanced',
+      locale: 'en',
+      facts: { rank: 2 },
+    });
+    for (let i = 0; i < 9; i++) expect((await say(u, 'group_rank')).text).not.toMatch(/[{}]/);
+  });
 });
 
 describe('Maa over HTTP', () => {
-  it('31. GET /v1/maa/message answers {occasion, tone, text, source}', async () => {
+  it('35. GET /v1/maa/message answers {occasion, tone, text, source}', async () => {
     const u = await person({ tone: 'gentle', locale: 'hi' });
     const { headers } = await signIn(t.deps, u);
     const res = await t.app.inject({ method: 'GET', url: '/v1/maa/message', headers });
@@ -476,7 +609,7 @@ describe('Maa over HTTP', () => {
     expect(asked.json().occasion).toBe('comeback');
   });
 
-  it('32. refuses strangers and unknown occasions', async () => {
+  it('36. refuses strangers and unknown occasions', async () => {
     expect((await t.app.inject({ method: 'GET', url: '/v1/maa/message' })).statusCode).toBe(401);
     expect((await t.app.inject({ method: 'GET', url: '/v1/maa/messages' })).statusCode).toBe(401);
     const { headers } = await signIn(t.deps, await person());
@@ -484,7 +617,7 @@ describe('Maa over HTTP', () => {
     expect(res.statusCode).toBe(400);
   });
 
-  it('33. history is mine only, newest first, a page at a time', async () => {
+  it('37. history is mine only, newest first, a page at a time', async () => {
     const me = await person();
     const other = await person();
     await t.deps.maa.message(other);
@@ -518,7 +651,7 @@ describe('Maa over HTTP', () => {
     expect(bad.statusCode).toBe(400);
   });
 
-  it('34. deleting the user deletes what Maa said to them', async () => {
+  it('38. deleting the user deletes what Maa said to them', async () => {
     const u = await person();
     await t.deps.maa.message(u);
     await t.deps.db.query('DELETE FROM users WHERE id = $1', [u]);
@@ -622,7 +755,7 @@ describe('Maa with an LLM (stub chat-completions server)', () => {
       const ms = performance.now() - started;
       console.log(`maa llm ${model}: answered from ${msg.source} in ${Math.round(ms)} ms`);
       expect(ms).toBeLessThan(2500);
-      expectLine(msg, { occasion: 'day_start', tone: 'balanced', locale: 'en', facts: { goal: 2 } });
+      expectLine(msg, { occasion: 'welcome', tone: 'balanced', locale: 'en', facts: { goal: 2 } });
       expect(msg.source).toBe('template');
     },
     10_000,

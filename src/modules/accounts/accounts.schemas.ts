@@ -22,7 +22,8 @@ export const TimeZone = T.String({
 });
 const Hhmm = T.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$' });
 export const QuietHours = T.Union([T.Object({ start: Hhmm, end: Hhmm }, strict), T.Null()], {
-  description: 'Local times between which Maa stays silent; null for none.',
+  description:
+    'Local times between which Maa does not speak up unprompted (a window ending before it starts wraps midnight); null for the default 22:00–07:00; equal start and end for none.',
 });
 
 export const Me = T.Object(

@@ -561,7 +561,7 @@ export function makeGroupsService(deps: {
         // Completion and rank show in member lists; discovery shows neither.
         cached.changed(tx, id, { discovery: false });
         await deps.badges.queue(tx, userId);
-        if (done.rank <= 3) await deps.maa.react(tx, userId, 'group_rank');
+        if (done.rank <= 3) await deps.maa.react(tx, userId, 'group_rank', { rank: done.rank });
         // A private group's title stays with its members.
         const title = group.visibility === 'public' ? group.title : null;
         await deps.feed.share(tx, userId, {

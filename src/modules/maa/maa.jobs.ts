@@ -16,13 +16,18 @@ export const maaJobs = (deps: { nudges: NudgesService }) => [
   defineJob({
     name: EVENT_JOB,
     payload: T.Object(
-      { userId: T.String({ format: 'uuid' }), occasion: T.Union(OCCASIONS.map((o) => T.Literal(o))) },
+      {
+        userId: T.String({ format: 'uuid' }),
+        occasion: T.Union(OCCASIONS.map((o) => T.Literal(o))),
+        /** A podium finish's place (group_rank), for the lines that name it. */
+        rank: T.Optional(T.Integer({ minimum: 1 })),
+      },
       { additionalProperties: false },
     ),
     // A late word from Maa is worth little: a few quick tries. Claims make a retry speak once.
     attempts: 3,
-    async handler(payload) {
-      await deps.nudges.nudge(payload.userId, payload.occasion);
+    async handler({ userId, occasion, rank }) {
+      await deps.nudges.nudge(userId, occasion, rank === undefined ? {} : { rank });
     },
   }),
 ];

@@ -38,7 +38,7 @@ export function systemPrompt(a: LlmAsk): string {
       ? 'Language: Hinglish (Hindi written in Latin script, mixed with simple English).'
       : 'Language: simple English with the occasional Hindi word like "beta" or "shabash".',
     `Occasion: ${a.occasion.replace(/_/g, ' ')}.`,
-    `Facts (use only these numbers): name ${f.name}; streak ${f.streak} days; done today ${f.done} of goal ${f.goal}; tasks left ${f.tasksLeft}; hours left today ${f.hoursLeft}; days missed ${f.days}.`,
+    `Facts (use only these numbers): name ${f.name}; streak ${f.streak} days; done today ${f.done} of goal ${f.goal}; tasks left ${f.tasksLeft}; hours left today ${f.hoursLeft}; days missed ${f.days}${f.rank === undefined ? '' : `; finished number ${f.rank} in the group task`}.`,
     'Reply with one or two short sentences, at most 200 characters, plain text only: no links, no markdown, no emoji lists, no quotes.',
     `Example of the voice: ${a.example}`,
   ].join('\n');

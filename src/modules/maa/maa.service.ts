@@ -18,7 +18,7 @@ import {
   type MaaState,
   pickLine,
 } from './maa.engine.js';
-import { type Library, library, type Occasion } from './maa.lines.js';
+import { type Facts, type Library, library, type Occasion, type OptionalPlaceholder } from './maa.lines.js';
 import { askLlm, LLM_TIMEOUT_MS } from './maa.llm.js';
 import * as repo from './maa.repo.js';
 import type { MaaHistory, MaaHistoryQuery, MaaMessage } from './maa.schemas.js';
@@ -44,6 +44,9 @@ export interface MaaDeps {
 }
 
 export type MaaService = ReturnType<typeof makeMaaService>;
+
+/** What the event behind a message knows beyond the user's day (a podium finish's rank). */
+export type MomentFacts = Partial<Record<OptionalPlaceholder, number>>;
 
 export function makeMaaService(deps: MaaDeps) {
   const { db, clock } = deps;
@@ -84,15 +87,23 @@ export function makeMaaService(deps: MaaDeps) {
   }
 
   return {
-    /** The user's situation as Maa sees it (exposed for tests and future event-driven sends). */
+    /** The user's situation as Maa sees it (the nudges schedule and check comebacks with it). */
     state: async (userId: string) => (await stateOf(userId)).state,
 
-    async message(userId: string, asked?: Occasion): Promise<MaaMessage> {
+    /**
+     * A line for this moment, stored in the history and sent to the user's devices as `maa:message`
+     * unless `live` is false (an event-driven word in quiet hours waits in the history instead).
+     */
+    async message(
+      userId: string,
+      asked?: Occasion,
+      opts: { live?: boolean; facts?: MomentFacts } = {},
+    ): Promise<MaaMessage> {
       const { me, state } = await stateOf(userId);
       const occasion = asked ? adjustOccasion(asked, state) : chooseOccasion(state);
       const tone = effectiveTone(me.maaTone, state.missesInRow);
       const locale = me.locale;
-      const facts = factsOf(state);
+      const facts: Facts = { ...factsOf(state), ...opts.facts };
       const now = clock.now();
       const recent = await repo.recentLineKeys(db, userId, new Date(now.getTime() - WEEK_MS));
       const picked = pickLine(lines, {
@@ -136,7 +147,7 @@ export function makeMaaService(deps: MaaDeps) {
       };
       await repo.insertMessage(db, row);
       const message: MaaMessage = { occasion, tone: picked.tone, text, source };
-      deps.realtime.toUser(userId, 'maa:message', message);
+      if (opts.live !== false) deps.realtime.toUser(userId, 'maa:message', message);
       return message;
     },
 

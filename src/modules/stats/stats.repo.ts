@@ -75,6 +75,23 @@ export async function deleteScoreEvent(
   return taken?.points ?? 0;
 }
 
+/** Completions and check-ins paid on `today`, and on the days from `from` up to it. */
+export async function doneAround(
+  q: Queryable,
+  userId: string,
+  from: string,
+  today: string,
+): Promise<{ today: number; before: number }> {
+  const { rows } = await q.query<{ today: number; before: number }>(
+    `SELECT count(*) FILTER (WHERE local_date = $2)::int AS today,
+            count(*) FILTER (WHERE local_date < $2)::int AS before
+       FROM score_events
+      WHERE user_id = $1 AND local_date BETWEEN $3 AND $2 AND source IN ('task_done', 'daily_done')`,
+    [userId, today, from],
+  );
+  return rows[0] ?? { today: 0, before: 0 };
+}
+
 export async function countSource(q: Queryable, userId: string, source: ScoreSource): Promise<number> {
   const { rows } = await q.query<{ n: number }>(
     'SELECT count(*)::int AS n FROM score_events WHERE user_id = $1 AND source = $2',

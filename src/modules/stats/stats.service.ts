@@ -22,7 +22,7 @@ export function makeStatsService(deps: {
    * Told, in the same transaction, whenever a score moved (the ledger has already moved the board
    * rows): leaderboards and badges hang off it.
    */
-  onScore: (q: Queryable, userId: string, points: number) => Promise<void>;
+  onScore: (q: Queryable, userId: string, points: number, paidOn?: string) => Promise<void>;
 }) {
   const versions = versionTokens(deps.cache);
   // Bumped after the commit (a read racing the write cannot store the old stats under the new token).
@@ -59,7 +59,7 @@ export function makeStatsService(deps: {
     ): Promise<boolean> {
       changedOnCommit(q, e.userId);
       const paid = await repo.insertScoreEvent(q, { ...e, id: uuidv7(), now: deps.clock.now() });
-      if (paid) await deps.onScore(q, e.userId, e.points);
+      if (paid) await deps.onScore(q, e.userId, e.points, e.localDate);
       return paid;
     },
 
@@ -72,6 +72,10 @@ export function makeStatsService(deps: {
     },
 
     score: (userId: string) => repo.totalScore(deps.db, userId),
+
+    /** In `q`: completions and check-ins paid on `today`, and from `from` up to it (Maa's comeback). */
+    doneAround: (q: Queryable, userId: string, from: string, today: string) =>
+      repo.doneAround(q, userId, from, today),
 
     countSource: (userId: string, source: ScoreSource) => repo.countSource(deps.db, userId, source),
 
