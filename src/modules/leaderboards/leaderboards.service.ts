@@ -14,7 +14,6 @@ import type { BoardEntry, BoardName, Leaderboard, LeaderboardUpdate } from './le
 export const SYNC_JOB = 'leaderboards.sync';
 /** Watchers hear of a board at most this often while it changes. */
 export const UPDATE_EVERY_MS = 1000;
-const TICK_MS = 200;
 const LIVE_TOP = 20;
 const FRIENDS_MAX = 100;
 const FIRST_UUID = '00000000-0000-0000-0000-000000000000';
@@ -53,7 +52,7 @@ export type LeaderboardsService = ReturnType<typeof makeLeaderboardsService>;
  * the Redis mirror once built, from SQL otherwise (embedded mode, an empty or unreachable Redis);
  * friends boards always from SQL (a few hundred rows by primary key). Live updates: any change marks
  * the boards it touches dirty on every node; each node pushes a dirty board to its own watchers at
- * most once a second.
+ * once when it was quiet for a second, else as soon as a second has passed since its last update.
  */
 export function makeLeaderboardsService(deps: {
   db: Db;
@@ -68,9 +67,13 @@ export function makeLeaderboardsService(deps: {
   const periodKey = (period: 'week' | 'all') => (period === 'all' ? 'all' : isoWeek(clock.now()));
 
   const dirty = new Set<string>();
+  /** When each board was last pushed from this node (Date.now() at the emit). */
   const lastSent = new Map<string, number>();
   const rebuilding = new Set<string>();
-  let ticker: NodeJS.Timeout | undefined;
+  let live = false;
+  let timer: NodeJS.Timeout | undefined;
+  let timerAt = Number.POSITIVE_INFINITY;
+  let pushing: Promise<void> | undefined;
 
   const byId = (people: PublicUserRow[]) => new Map(people.map((p) => [p.id, p]));
 
@@ -104,12 +107,17 @@ export function makeLeaderboardsService(deps: {
     });
   }
 
-  /** Rebuilds a period's mirror from SQL, once across processes; reads use SQL meanwhile. */
+  /**
+   * Rebuilds a period's mirror from SQL, once across processes; reads use SQL meanwhile. A rebuild
+   * that lost part of the board to Redis while it ran leaves it unbuilt: the next read or sync
+   * starts another.
+   */
   async function rebuild(period: string) {
     if (!mirror || rebuilding.has(period)) return;
     rebuilding.add(period);
     try {
-      if (!(await mirror.claimRebuild(period))) return;
+      const token = await mirror.startRebuild(period);
+      if (!token) return;
       let after = FIRST_UUID;
       let count = 0;
       for (;;) {
@@ -122,7 +130,9 @@ export function makeLeaderboardsService(deps: {
         count += rows.length;
         after = (rows[rows.length - 1] as { userId: string }).userId;
       }
-      if (await mirror.finishRebuild(period)) log.info({ period, rows: count }, 'leaderboard mirror rebuilt');
+      if (await mirror.finishRebuild(period, token))
+        log.info({ period, rows: count }, 'leaderboard mirror rebuilt');
+      else log.warn({ period }, 'leaderboard mirror lost keys while rebuilding; it will be rebuilt again');
     } catch (err) {
       log.warn({ err, period }, 'leaderboard rebuild failed; boards are served from SQL');
     } finally {
@@ -130,45 +140,48 @@ export function makeLeaderboardsService(deps: {
     }
   }
 
-  /** The source of a global board: the mirror when it is built and reachable, SQL otherwise. */
-  async function globalSource(period: string) {
+  /**
+   * The top of a global board: from the mirror when it is whole and reachable (checked in the same
+   * Redis script that reads it), from SQL otherwise, starting a rebuild when the mirror is not whole.
+   */
+  async function globalTop(
+    period: string,
+    limit: number,
+  ): Promise<{ rows: ScoreRow[]; people: Map<string, PublicUserRow> | undefined }> {
     if (mirror) {
       try {
-        if (await mirror.built(period))
-          return { top: (n: number) => mirror.top(period, n), above: (s: number) => mirror.above(period, s) };
+        const rows = await mirror.top(period, limit + MIRROR_SLACK);
+        if (rows) {
+          // The mirror may lag a visibility change by a job: SQL has the last word on who is public,
+          // and the same read brings their names.
+          const people = byId(
+            await findUsers(
+              db,
+              rows.map((r) => r.userId),
+              true,
+            ),
+          );
+          return { rows: rows.filter((r) => people.has(r.userId)).slice(0, limit), people };
+        }
         void rebuild(period);
       } catch (err) {
         log.warn({ err }, 'leaderboard mirror unavailable; reading SQL');
       }
     }
-    return {
-      top: (n: number) => repo.globalTop(db, period, n),
-      above: (s: number) => repo.globalAbove(db, period, s),
-    };
+    return { rows: await repo.globalTop(db, period, limit), people: undefined };
   }
 
-  async function globalTop(period: string, limit: number) {
-    const source = await globalSource(period);
-    try {
-      // The mirror may lag a visibility change by a job: SQL has the last word on who is public, and
-      // the same read brings their names.
-      const rows = await source.top(limit + MIRROR_SLACK);
-      const people = byId(
-        await findUsers(
-          db,
-          rows.map((r) => r.userId),
-          true,
-        ),
-      );
-      return { rows: rows.filter((r) => people.has(r.userId)).slice(0, limit), people, above: source.above };
-    } catch (err) {
-      log.warn({ err }, 'leaderboard mirror read failed; reading SQL');
-      return {
-        rows: await repo.globalTop(db, period, limit),
-        people: undefined,
-        above: (s: number) => repo.globalAbove(db, period, s),
-      };
+  /** How many on a global board score more than `score`: the mirror when whole, SQL otherwise. */
+  async function globalAbove(period: string, score: number): Promise<number> {
+    if (mirror) {
+      try {
+        const above = await mirror.above(period, score);
+        if (above !== null) return above;
+      } catch (err) {
+        log.warn({ err }, 'leaderboard mirror unavailable; reading SQL');
+      }
     }
+    return repo.globalAbove(db, period, score);
   }
 
   async function friendsBoard(userId: string, name: BoardName, period: string, limit: number) {
@@ -187,13 +200,13 @@ export function makeLeaderboardsService(deps: {
       const { shown, me } = await friendsBoard(userId, name, period, limit);
       return { ...shown, me };
     }
-    const [{ rows, people, above }, mine] = await Promise.all([
+    const [{ rows, people }, mine] = await Promise.all([
       globalTop(period, limit),
       repo.mirrorRows(db, userId, [period]),
     ]);
     const score = mine[0]?.score ?? 0;
     const onBoard = mine[0]?.public === true;
-    const rank = onBoard ? (await above(score).catch(() => repo.globalAbove(db, period, score))) + 1 : null;
+    const rank = onBoard ? (await globalAbove(period, score)) + 1 : null;
     return { board: name, period, entries: await entries(ranked(rows), people), me: { rank, score } };
   }
 
@@ -209,7 +222,7 @@ export function makeLeaderboardsService(deps: {
 
   async function signal(userId: string) {
     const rooms = await touched(userId);
-    for (const room of rooms) dirty.add(room);
+    markDirty(rooms);
     // Other nodes exist only behind the Redis adapter (the in-memory one refuses server-side emits).
     if (mirror) io.serverSideEmit('leaderboards:dirty', rooms);
   }
@@ -223,34 +236,77 @@ export function makeLeaderboardsService(deps: {
     return { board: name, period, entries: await entries(ranked((await globalTop(period, LIVE_TOP)).rows)) };
   }
 
-  let ticking = false;
-  async function tick() {
-    if (ticking) return;
-    ticking = true;
-    try {
-      await pushDirty();
-    } finally {
-      ticking = false;
-    }
+  /** When a dirty board may go next: a second after its last update, or now. */
+  const dueAt = (room: string) => (lastSent.get(room) ?? Number.NEGATIVE_INFINITY) + UPDATE_EVERY_MS;
+
+  function markDirty(rooms: string[]) {
+    // Only nodes with a socket server push (a worker-only process has no watchers).
+    if (!live) return;
+    for (const room of rooms) dirty.add(room);
+    schedule();
   }
 
-  async function pushDirty() {
+  /**
+   * Starts a pass now if a dirty board may go now (not on a timer: a timer waits behind whatever
+   * else the process is busy with), else arms the timer for the earliest one. One pass at a time;
+   * each pass ends by scheduling the next.
+   */
+  function schedule() {
+    if (!live || pushing || dirty.size === 0) return;
     const now = Date.now();
+    let at = Number.POSITIVE_INFINITY;
+    for (const room of dirty) at = Math.min(at, dueAt(room));
+    if (at <= now) {
+      disarm();
+      pushing = pushDirty()
+        .catch((err) => log.warn({ err }, 'leaderboard updates failed'))
+        .finally(() => {
+          pushing = undefined;
+          schedule();
+        });
+      return;
+    }
+    if (timer && timerAt <= at) return;
+    disarm();
+    timerAt = at;
+    timer = setTimeout(() => {
+      timer = undefined;
+      timerAt = Number.POSITIVE_INFINITY;
+      schedule();
+    }, at - now);
+    timer.unref();
+  }
+
+  function disarm() {
+    clearTimeout(timer);
+    timer = undefined;
+    timerAt = Number.POSITIVE_INFINITY;
+  }
+
+  /** Pushes each dirty board watched on this node whose second has passed; the others wait. */
+  async function pushDirty() {
     const local = io.of('/').adapter.rooms;
     for (const room of [...dirty]) {
       if (!local.has(room)) {
         dirty.delete(room);
         continue;
       }
-      if (now - (lastSent.get(room) ?? 0) < UPDATE_EVERY_MS) continue;
+      // Timers may fire a little early: such a board waits for the next pass.
+      if (Date.now() < dueAt(room)) continue;
       dirty.delete(room);
-      lastSent.set(room, now);
       try {
-        io.local.to(room).emit('leaderboard:update', await update(room));
+        const data = await update(room);
+        // The second counts from the emit itself, so two updates of a board are always a second
+        // apart however long each took to compute; a change meanwhile marked the board dirty again.
+        lastSent.set(room, Date.now());
+        io.local.to(room).emit('leaderboard:update', data);
       } catch (err) {
-        log.warn({ err, room }, 'leaderboard update failed');
+        log.warn({ err, room }, 'leaderboard update failed; retrying in a second');
+        lastSent.set(room, Date.now());
+        dirty.add(room);
       }
     }
+    const now = Date.now();
     for (const [room, at] of lastSent) if (now - at > 10 * UPDATE_EVERY_MS) lastSent.delete(room);
   }
 
@@ -296,16 +352,18 @@ export function makeLeaderboardsService(deps: {
 
     /** Live updates on this node: a socket watches a board. */
     rooms: { global: globalRoom, friends: friendsRoom },
+    /** Boards another node saw change (its `leaderboards:dirty`). */
     markDirty(rooms: string[]) {
-      for (const room of rooms) if (typeof room === 'string' && room.startsWith('lb:')) dirty.add(room);
+      markDirty(rooms.filter((room) => typeof room === 'string' && room.startsWith('lb:')));
     },
     startLive() {
-      ticker ??= setInterval(() => void tick(), TICK_MS);
-      ticker.unref();
+      live = true;
+      schedule();
     },
     stopLive() {
-      clearInterval(ticker);
-      ticker = undefined;
+      live = false;
+      disarm();
+      dirty.clear();
     },
   };
 }
