@@ -890,6 +890,15 @@ describe('group caches: public discovery and member lists', () => {
       const later = await create('Later', 3600_000);
       clock.advance(1);
       const soon = await create('Soon', 30_000);
+      // A friend invited before the due time, who answers after it.
+      const invited = await someone();
+      const asked = await app.deps.friends.sendRequest(owner.userId, invited.userId);
+      await app.deps.friends.accept(invited.userId, asked.body.id);
+      const sent = await callOn(app, owner, 'POST', `/v1/group-tasks/${soon.id}/invitations`, {
+        userIds: [invited.userId],
+      });
+      expectStatus(sent, 201);
+      const invitation = (sent.json() as { items: { id: string }[] }).items[0]?.id;
       const look = () => discover(viewer, q, app);
       expect(ids(await missThenHit(appReads, 'discovery', look))).toEqual([soon.id, later.id]);
       // Still before its due time (and well inside the default TTL): served from the cache.
@@ -900,6 +909,24 @@ describe('group caches: public discovery and member lists', () => {
       expect(ids(await missThenHit(appReads, 'discovery', look))).toEqual([later.id]);
       const still = (await callOn(app, owner, 'GET', `/v1/group-tasks/${soon.id}`)).json() as GroupTask;
       expect(still.status, 'no close job ran: the cache alone let it go').toBe('open');
+      // Past due but not yet closed, nobody new comes in: no invitation, no accepting one, no join.
+      expectStatus(
+        await callOn(app, owner, 'POST', `/v1/group-tasks/${soon.id}/invitations`, {
+          userIds: [viewer.userId],
+        }),
+        409,
+        'group_past_due',
+      );
+      expectStatus(
+        await callOn(app, invited, 'POST', `/v1/group-invitations/${invitation}/accept`),
+        409,
+        'group_past_due',
+      );
+      expectStatus(
+        await callOn(app, viewer, 'POST', `/v1/group-tasks/${soon.id}/join`),
+        409,
+        'group_past_due',
+      );
       // The automatic close is a write like the others.
       await app.deps.groups.closeIfDue({ groupTaskId: soon.id });
       expect(

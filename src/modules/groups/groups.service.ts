@@ -91,6 +91,13 @@ const toInvitation = (i: InvitationRow): Invitation => ({
 const groupNotFound = () => notFound('group task');
 const closed = () => conflict('group_closed', 'This group task is closed.');
 
+/** Joining, inviting and finishing end at the close or the due time, whichever comes first. */
+function requireOpen(group: GroupRow, now: Date) {
+  if (group.status === 'closed') throw closed();
+  if (group.dueAt.getTime() <= now.getTime())
+    throw conflict('group_past_due', 'This group task is past its due time.');
+}
+
 function futureInstant(value: string, now: Date, field: string): Date {
   const d = new Date(value);
   if (Number.isNaN(d.getTime()))
@@ -421,7 +428,7 @@ export function makeGroupsService(deps: {
       return db.tx(async (tx) => {
         const { group, member } = await access(tx, userId, id, { lock: true });
         requireRole(member, ['owner', 'admin'], 'not_group_admin', 'Only the owner or an admin may invite.');
-        if (group.status === 'closed') throw closed();
+        requireOpen(group, now);
         const items = await invite(tx, group, userId, userIds, now);
         return { items: items.map(toInvitation) };
       });
@@ -473,7 +480,7 @@ export function makeGroupsService(deps: {
           throw conflict('invitation_answered', `This invitation was already ${found.status}.`);
         if (answer === 'accepted') {
           const group = (await repo.findGroup(tx, found.groupTaskId, { lock: true })) as GroupRow;
-          if (group.status === 'closed') throw closed();
+          requireOpen(group, now);
           await repo.answerInvitation(tx, invitationId, answer, now);
           await addMemberLocked(tx, group, userId, now);
         } else await repo.answerInvitation(tx, invitationId, answer, now);
@@ -486,9 +493,7 @@ export function makeGroupsService(deps: {
       return db.tx(async (tx) => {
         const { group, member } = await access(tx, userId, id, { lock: true });
         if (!member) {
-          if (group.status === 'closed') throw closed();
-          if (group.dueAt.getTime() <= now.getTime())
-            throw conflict('group_past_due', 'This group task is past its due time.');
+          requireOpen(group, now);
           await addMemberLocked(tx, group, userId, now);
         }
         return view(tx, userId, id);
@@ -553,9 +558,7 @@ export function makeGroupsService(deps: {
         if (!member) throw forbidden('not_member', 'Join the group task first.');
         if (member.rank !== null && member.completedAt)
           return { status: 200, body: { rank: member.rank, completedAt: member.completedAt.toISOString() } };
-        if (group.status === 'closed') throw closed();
-        if (group.dueAt.getTime() <= now.getTime())
-          throw conflict('group_past_due', 'This group task is past its due time.');
+        requireOpen(group, now);
         const done = await repo.markCompleted(tx, id, userId, now);
         if (!done) throw new AppError(500, 'internal', 'completion lost');
         // Completion and rank show in member lists; discovery shows neither.
