@@ -1,6 +1,7 @@
 import type { Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DAILY_CAP, DEFAULT_QUIET_HOURS, inQuietHours, localMinute } from '../src/modules/maa/maa.nudges.js';
+import { localMinute } from '../src/lib/days.js';
+import { DAILY_CAP, DEFAULT_QUIET_HOURS, inQuietHours } from '../src/modules/maa/maa.nudges.js';
 import { aUser, eventually, fakeClock, openSocket, signIn, startTestApp, type TestApp } from './helpers.js';
 
 // Maa speaking first: scheduled nudges in the user's local windows, event-driven words (a podium, a

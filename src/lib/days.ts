@@ -56,6 +56,12 @@ export function wallClock(instant: Date, timezone: string): { date: LocalDate; h
   return { date: `${pad(w.year, 4)}-${pad(w.month, 2)}-${pad(w.day, 2)}`, hour: w.hour };
 }
 
+/** Minutes after midnight on the wall clock of a time zone (offsets like +05:30 included). */
+export function localMinute(instant: Date, timezone: string): number {
+  const w = wallParts(instant, timezone, true);
+  return w.hour * 60 + w.minute;
+}
+
 const MS_PER_HOUR = 3_600_000;
 const MS_PER_DAY = 86_400_000;
 const DATE_SHAPE = /^\d{4}-\d{2}-\d{2}$/;

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../../lib/clock.js';
-import { addDays, type LocalDate } from '../../lib/days.js';
+import { addDays, type LocalDate, localMinute } from '../../lib/days.js';
 import type { Db, Queryable } from '../../lib/db.js';
 import type { Outbox } from '../../lib/outbox.js';
 import type { AccountsService } from '../accounts/accounts.service.js';
@@ -46,27 +46,6 @@ export function inQuietHours(minute: number, window: QuietHours | null): boolean
   const to = minutesOf(w.end);
   if (from === to) return false;
   return from < to ? minute >= from && minute < to : minute >= from || minute < to;
-}
-
-const minuteFormats = new Map<string, Intl.DateTimeFormat>();
-/** Minutes after midnight on the wall clock of a time zone (offsets like +05:30 included). */
-export function localMinute(instant: Date, timezone: string): number {
-  let f = minuteFormats.get(timezone);
-  if (!f) {
-    f = new Intl.DateTimeFormat('en-US', {
-      timeZone: timezone,
-      hourCycle: 'h23',
-      hour: '2-digit',
-      minute: '2-digit',
-    });
-    minuteFormats.set(timezone, f);
-  }
-  let minute = 0;
-  for (const p of f.formatToParts(instant)) {
-    if (p.type === 'hour') minute += Number(p.value) * 60;
-    else if (p.type === 'minute') minute += Number(p.value);
-  }
-  return minute;
 }
 
 /** How a word was delivered: live (`maa:message`), or kept quietly in the history during quiet hours. */
