@@ -716,6 +716,15 @@ export async function seedBadgeJobs(w: World, n: number): Promise<{ tag: string;
   return { tag, userIds: ids };
 }
 
+/** How many of `userIds` hold the first_task badge (the effect of the seeded badge jobs). */
+export async function firstTaskAwards(w: World, userIds: string[]): Promise<number> {
+  const { rows } = await w.deps.db.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM user_badges WHERE code = 'first_task' AND user_id = ANY($1::uuid[])",
+    [userIds],
+  );
+  return Number(rows[0]?.n);
+}
+
 /** Per user of `userIds`: how many times each effect of badges.evaluate happened. */
 export async function badgeEffects(w: World, userIds: string[]) {
   const { rows } = await w.deps.db.query<{ awards: number; notes: number; marks: number }>(

@@ -9,6 +9,7 @@ import {
   call,
   emitAck,
   faultHooks,
+  firstTaskAwards,
   groupChat,
   jobQueue,
   keepAlive,
@@ -277,15 +278,7 @@ describe.runIf(servicesLane)('H shutdown (child processes)', () => {
     children.push(w1);
     await firstRollover(queue);
     const { userIds } = await seedBadgeJobs(w, 400);
-    const awarded = async () =>
-      Number(
-        (
-          await w.deps.db.query<{ n: number }>(
-            "SELECT count(*)::int AS n FROM user_badges WHERE code = 'first_task' AND user_id = ANY($1::uuid[])",
-            [userIds],
-          )
-        ).rows[0]?.n,
-      );
+    const awarded = () => firstTaskAwards(w, userIds);
     await waitFor(async () => (await awarded()) >= 40, 30_000, 20);
     const activeAtSignal = await queue.getActiveCount();
     const signalledAt = Date.now();
@@ -363,15 +356,7 @@ describe.runIf(servicesLane)('H shutdown (child processes)', () => {
     );
     const mailJobId = `outbox-${(mailRows[0] as { id: string }).id}`;
     const { userIds } = await seedBadgeJobs(w, 300);
-    const awarded = async () =>
-      Number(
-        (
-          await w.deps.db.query<{ n: number }>(
-            "SELECT count(*)::int AS n FROM user_badges WHERE code = 'first_task' AND user_id = ANY($1::uuid[])",
-            [userIds],
-          )
-        ).rows[0]?.n,
-      );
+    const awarded = () => firstTaskAwards(w, userIds);
     // The mail's data is at the server, which does not answer; short jobs are running beside it.
     await waitFor(async () => smtp.heldAt() > 0 && (await awarded()) >= 40, 30_000, 20);
     const stateAtSignal = await queue.getJobState(mailJobId);

@@ -3,6 +3,7 @@ import { figure } from '../figures.js';
 import {
   badgeEffects,
   faultHooks,
+  firstTaskAwards,
   jobQueue,
   privateRedis,
   seedBadgeJobs,
@@ -42,15 +43,7 @@ describe.runIf(servicesLane)('F8 worker killed during 1,000 jobs', () => {
         // A short lock: the killed worker's jobs are found stalled and run again within seconds.
         env: { JOBS_CONCURRENCY: '4', OUTBOX_SWEEP_MS: '200', JOBS_LOCK_MS: '5000' },
       });
-    const awarded = async () =>
-      Number(
-        (
-          await w.deps.db.query<{ n: number }>(
-            "SELECT count(*)::int AS n FROM user_badges WHERE code = 'first_task' AND user_id = ANY($1::uuid[])",
-            [userIds],
-          )
-        ).rows[0]?.n,
-      );
+    const awarded = () => firstTaskAwards(w, userIds);
 
     const kills: { n: number; awards: number; unsent: number; active: number; afterMs: number }[] = [];
     for (let n = 1; n <= KILLS; n++) {
