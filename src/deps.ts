@@ -101,6 +101,8 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
       poolMax: config.DATABASE_POOL_MAX,
       statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
       onError: (err) => log.warn({ err }, 'idle database connection failed'),
+      // The transaction guard is for tests (which run every path); production keeps the promise hooks off.
+      guard: !config.isProduction,
     }));
 
   const redisLog = log.child({ component: 'redis' });

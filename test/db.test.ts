@@ -71,4 +71,24 @@ describe('database port', () => {
       await db.query(`DROP TABLE ${table}`);
     }
   });
+
+  it('a query on the pool inside one of its own transactions is refused (the guard), unless turned off', async () => {
+    await expect(db.tx(() => db.query('SELECT 1'))).rejects.toThrow(
+      /query on the pool inside one of its transactions/,
+    );
+    if (!lane.databaseUrl) return;
+    // Production turns it off on PostgreSQL, where such a query reads outside the transaction.
+    const unguarded = openPostgres({
+      url: lane.databaseUrl,
+      max: 2,
+      statementTimeoutMs: 10_000,
+      guard: false,
+    });
+    try {
+      const { rows } = await unguarded.tx(() => unguarded.query<{ one: number }>('SELECT 1 AS one'));
+      expect(rows).toEqual([{ one: 1 }]);
+    } finally {
+      await unguarded.close();
+    }
+  });
 });

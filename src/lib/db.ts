@@ -261,6 +261,13 @@ export interface PostgresOptions {
   statementTimeoutMs: number;
   applicationName?: string;
   onError?: (err: Error) => void;
+  /**
+   * Refuse a pool query made inside one of this pool's transactions (default on). It costs every
+   * promise of the process a hook (AsyncLocalStorage on Node 20), and on PostgreSQL such a query
+   * does not hang, it only reads outside the transaction: production turns it off and the tests,
+   * which run every path, keep it.
+   */
+  guard?: boolean;
 }
 
 export function openPostgres(opts: PostgresOptions): Db {
@@ -306,7 +313,9 @@ export function openPostgres(opts: PostgresOptions): Db {
     };
   };
   const owner = {};
-  const base = guardPool(wrap(pool, noTransaction), owner);
+  const guarded = opts.guard ?? true;
+  const base = guarded ? guardPool(wrap(pool, noTransaction), owner) : wrap(pool, noTransaction);
+  const inScope = <T>(fn: () => Promise<T>) => (guarded ? txScope.run(owner, fn) : fn());
   return {
     kind: 'postgres',
     ...base,
@@ -325,7 +334,7 @@ export function openPostgres(opts: PostgresOptions): Db {
         let result: Awaited<ReturnType<typeof fn>>;
         try {
           await client.query('BEGIN');
-          result = await txScope.run(owner, async () => {
+          result = await inScope(async () => {
             const value = await fn(wrap(client, hooks));
             await hooks.runBefore();
             return value;
@@ -360,12 +369,15 @@ export async function openDb(opts: {
   poolMax: number;
   statementTimeoutMs: number;
   onError?: (err: Error) => void;
+  /** PostgreSQL only (PGlite always guards: there the query would wait forever); see PostgresOptions. */
+  guard?: boolean;
 }): Promise<Db> {
   if (opts.databaseUrl) {
     return openPostgres({
       url: opts.databaseUrl,
       max: opts.poolMax,
       statementTimeoutMs: opts.statementTimeoutMs,
+      ...(opts.guard === undefined ? {} : { guard: opts.guard }),
       ...(opts.onError ? { onError: opts.onError } : {}),
     });
   }
