@@ -46,6 +46,8 @@ const EXPECTED: Record<string, string> = {
   'redis_outage.over_timeout': 'F6: requests waiting past the Redis command timeout',
   'e5.lost': 'E5: cross-node messages lost after resync (Redis stopped)',
   'e5.stored_duplicates': 'E5: duplicates stored',
+  'f7.lost': 'F7: outbox job effects missing after Redis was flushed',
+  'f7.duplicate_effects': 'F7: outbox job effects applied twice after Redis was flushed',
   'f8.lost': 'F8: job effects missing after worker kills',
   'f8.duplicate_effects': 'F8: job effects applied twice',
   'f1.recompute_mismatches': 'F1: scores, streaks, boards differing from a recomputation after kill -9',

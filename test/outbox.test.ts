@@ -7,7 +7,7 @@ import { type Db, openPostgres } from '../src/lib/db.js';
 import { bullmqJobs, defineJob, type Jobs, localJobs } from '../src/lib/jobs.js';
 import { makeOutbox, type Outbox } from '../src/lib/outbox.js';
 import { bullmqConnectionOptions } from '../src/lib/redis.js';
-import { captureLogs, eventually, lane, type TestDb, testDb } from './helpers.js';
+import { captureLogs, dropRedisPrefix, eventually, lane, type TestDb, testDb } from './helpers.js';
 
 // The outbox over the job runner of whichever lane this is. Every test writes rows of its own tag and
 // counts the runs of each row's job: the promise is that each committed row runs exactly once.
@@ -63,7 +63,9 @@ function harness(opts: { prefix?: string } = {}) {
     expect(mine).toHaveLength(n);
     for (const [key, count] of mine) expect(count, key).toBe(1);
   };
-  return { jobs, makeJobs, outbox, runs, runAt, ranOnce, lines, log };
+  /** How many distinct `tag:i` of this tag ran (a sweeper's first repair may also run other tests' rows). */
+  const ranOf = (tag: string) => [...runs.keys()].filter((key) => key.startsWith(`${tag}:`)).length;
+  return { jobs, makeJobs, outbox, runs, runAt, ranOnce, ranOf, lines, log, prefix };
 }
 
 /** A writer that commits rows and never relays them, like a process that died right after COMMIT. */
@@ -253,12 +255,12 @@ describe('outbox', () => {
     await sleep(100);
     expect(await unsentCount(tag)).toBe(20);
     h.outbox().startSweeper(100);
-    await eventually(() => expect(h.runs.size).toBe(20));
+    await eventually(() => expect(h.ranOf(tag)).toBe(20));
     // BullMQ may run a job before the relay's transaction that marks its row sent has committed.
     await eventually(async () => expect(await unsentCount(tag)).toBe(0));
     // A second row written later is swept up as well: the sweeper keeps going.
     await writeUnrelayed(tag, 20, 21);
-    await eventually(() => expect(h.runs.size).toBe(21));
+    await eventually(() => expect(h.ranOf(tag)).toBe(21));
     await sleep(300);
     h.ranOnce(tag, 21);
   });
@@ -279,4 +281,150 @@ describe('outbox', () => {
     const refused = h.lines().find((l) => l.msg === 'outbox row refused by the job queue; left unsent');
     expect(refused).toMatchObject({ level: 50, job: 'test.from_the_future' });
   });
+});
+
+// F7: Redis loses its data (FLUSHALL, a restart without persistence, an empty replica). Here every key
+// under the queue's prefix is deleted, never FLUSHDB: other test files share this Redis.
+describe('outbox after the job queue lost its data', () => {
+  const repairs = (h: ReturnType<typeof harness>) =>
+    h.lines().filter((l) => l.msg === 'outbox rows relayed again after the job queue lost its data');
+
+  it.runIf(!lane.redisUrl)('the embedded queue lives in the database and never needs a repair', async () => {
+    const h = harness();
+    const outbox = h.outbox();
+    await h.jobs.start();
+    const tag = randomUUID();
+    await db.tx((q) => outbox.add(q, 'test.count', { tag, i: 0 }));
+    await eventually(() => h.ranOnce(tag, 1));
+    expect(await outbox.redeliverIfLost()).toBe(0);
+    await sleep(200);
+    h.ranOnce(tag, 1);
+  });
+
+  it.runIf(lane.redisUrl)(
+    'a relayed row runs again and a delayed row still runs when due, after every key of the prefix is gone',
+    async () => {
+      const h = harness();
+      const outbox = h.outbox();
+      await h.jobs.start();
+      // The first check finds no mark (a first start) and marks the queue; a second finds it.
+      await outbox.redeliverIfLost();
+      expect(await outbox.redeliverIfLost()).toBe(0);
+      const tag = randomUUID();
+      const addedAt = performance.now();
+      await db.tx(async (q) => {
+        await outbox.add(q, 'test.count', { tag, i: 0 });
+        await outbox.add(q, 'test.count', { tag, i: 1 }, { delayMs: 1500 });
+      });
+      await eventually(() => expect(h.runs.get(`${tag}:0`)).toBe(1));
+      await eventually(async () => expect(await unsentCount(tag)).toBe(0));
+      expect(h.runs.has(`${tag}:1`)).toBe(false);
+
+      await dropRedisPrefix(lane.redisUrl as string, h.prefix);
+      expect(await outbox.redeliverIfLost()).toBeGreaterThanOrEqual(2);
+      expect(repairs(h).at(-1)).toMatchObject({ marked: true });
+      // Marked again: the next sweeps cost one command and relay nothing.
+      expect(await outbox.redeliverIfLost()).toBe(0);
+
+      // The row that had run runs again (its completed record was lost with the rest: a handler that is
+      // idempotent, as every one is, applies its effect once); the delayed one runs once, when due.
+      await eventually(() => expect(h.runs.get(`${tag}:0`)).toBe(2));
+      await eventually(() => expect(h.runs.get(`${tag}:1`)).toBe(1), 5000);
+      expect((h.runAt.get(`${tag}:1`) as number) - addedAt).toBeGreaterThanOrEqual(1495);
+      await sleep(500);
+      expect([h.runs.get(`${tag}:0`), h.runs.get(`${tag}:1`)]).toEqual([2, 1]);
+    },
+  );
+
+  it.runIf(lane.redisUrl)('two outboxes sweeping at once relay the lost rows again once', async () => {
+    const h = harness();
+    // Two worker processes: in the services lane their own connection pools and their own queue clients.
+    const otherDb = openPostgres({ url: database.url as string, max: 3, statementTimeoutMs: 10_000 });
+    toClose.push(otherDb);
+    const a = h.outbox();
+    const b = h.outbox({ db: otherDb, jobs: h.makeJobs() });
+    await h.jobs.start();
+    await a.redeliverIfLost();
+    const tag = randomUUID();
+    const n = 300;
+    // Half run at once, half are delayed past the loss.
+    await db.tx(async (q) => {
+      for (let i = 0; i < n; i++)
+        await a.add(q, 'test.count', { tag, i }, i % 2 === 0 ? {} : { delayMs: 4000 });
+    });
+    await eventually(() => expect(h.ranOf(tag)).toBe(n / 2));
+    await eventually(async () => expect(await unsentCount(tag)).toBe(0));
+    expect(h.ranOf(tag)).toBe(n / 2);
+
+    const repairsBefore = repairs(h).length;
+    await dropRedisPrefix(lane.redisUrl as string, h.prefix);
+    const [byA, byB] = await Promise.all([a.redeliverIfLost(), b.redeliverIfLost()]);
+    // One of them repaired (all of this test's rows, and the earlier tests' of the last day).
+    expect(Math.min(byA, byB)).toBe(0);
+    expect(Math.max(byA, byB)).toBeGreaterThanOrEqual(n);
+    // And sweepers on both keep checking: nothing more is relayed again.
+    a.startSweeper(100);
+    b.startSweeper(100);
+    await eventually(() => expect(h.ranOf(tag)).toBe(n), 10_000);
+    await sleep(1000);
+    const counts = [...h.runs].filter(([key]) => key.startsWith(`${tag}:`));
+    const immediate = counts.filter(([key]) => Number(key.split(':')[1]) % 2 === 0);
+    const delayed = counts.filter(([key]) => Number(key.split(':')[1]) % 2 === 1);
+    expect(immediate.filter(([, c]) => c !== 2)).toEqual([]);
+    expect(delayed.filter(([, c]) => c !== 1)).toEqual([]);
+    expect(repairs(h)).toHaveLength(repairsBefore + 1);
+  });
+
+  it.runIf(lane.redisUrl)(
+    'a row a relay put into the queue just before the loss, and marked sent just after, is relayed again',
+    async () => {
+      const h = harness();
+      const otherDb = openPostgres({ url: database.url as string, max: 3, statementTimeoutMs: 10_000 });
+      toClose.push(otherDb);
+      const repairer = h.outbox({ db: otherDb });
+      await repairer.redeliverIfLost();
+      // A relay that stops between its enqueue and its commit (the row locked and still unsent).
+      let open!: () => void;
+      const gate = new Promise<void>((r) => {
+        open = r;
+      });
+      // Opened first after a failure too, so closing the relay does not wait for it.
+      toClose.unshift({ close: async () => open() });
+      let enqueued!: () => void;
+      const inQueue = new Promise<void>((r) => {
+        enqueued = r;
+      });
+      const slow: Jobs = {
+        ...h.jobs,
+        async enqueueBatch(batch, q) {
+          const refused = await h.jobs.enqueueBatch(batch, q);
+          if (batch.length > 0) {
+            enqueued();
+            await gate;
+          }
+          return refused;
+        },
+      };
+      const relayer = h.outbox({ jobs: slow });
+      const tag = randomUUID();
+      await db.tx((q) => relayer.add(q, 'test.count', { tag, i: 0 }));
+      await inQueue;
+      await dropRedisPrefix(lane.redisUrl as string, h.prefix);
+      let repaired: number | undefined;
+      const repair = repairer.redeliverIfLost().then((n) => {
+        repaired = n;
+      });
+      // The repair waits for the relay's lock on the row instead of skipping it.
+      await sleep(300);
+      expect(repaired).toBeUndefined();
+      open();
+      await repair;
+      expect(repaired).toBeGreaterThanOrEqual(1);
+      expect(await unsentCount(tag)).toBe(0);
+      await h.jobs.start();
+      await eventually(() => h.ranOnce(tag, 1));
+      await sleep(300);
+      h.ranOnce(tag, 1);
+    },
+  );
 });

@@ -67,6 +67,8 @@ export interface Jobs {
    * whole when the queue cannot be reached.
    */
   enqueueBatch(jobs: readonly NewJob[], q?: Queryable): Promise<(JobRefusedError | undefined)[]>;
+  /** Whether the queue still holds what it was given (F7), for the outbox to relay recent rows again. */
+  readonly epoch: QueueEpoch;
   /** Runs `name` every `everyMs`, once per slot across all workers. Takes effect on start(). */
   repeat(name: string, everyMs: number, payload?: unknown): void;
   /** Starts consuming (worker role). */
@@ -76,6 +78,25 @@ export interface Jobs {
    * running then are left to run again (see each runner), with a warning naming how many.
    */
   close(): Promise<void>;
+}
+
+/**
+ * A mark kept among the queue's own keys. Missing means the queue may have lost jobs it was given
+ * (Redis flushed, restarted without persistence, failed over to an empty replica) or has never been
+ * marked (first start): the outbox then relays its recent rows again and sets the mark. Checking it
+ * costs one command per sweep. The embedded queue lives in the database and loses nothing with it.
+ */
+export interface QueueEpoch {
+  /**
+   * When the mark is missing, claims the repair for `leaseMs` (one claimant at a time across all
+   * processes; a claimant that dies lets its lease run out) and returns its token. Null when the mark
+   * is there, or another process holds the claim.
+   */
+  claim(leaseMs: number): Promise<string | null>;
+  /** Extends a claim; false when it is gone (the queue lost its data again, or the lease ran out). */
+  renew(token: string, leaseMs: number): Promise<boolean>;
+  /** Sets the mark for good once the repair is done; false when the claim was gone (repair again). */
+  mark(token: string): Promise<boolean>;
 }
 
 const DEFAULT_ATTEMPTS = 5;
@@ -120,6 +141,19 @@ function registry() {
 }
 
 const backoff = (base: number, attempt: number) => base * 2 ** Math.max(0, attempt - 1);
+
+/** `work`, or a rejection naming `what` once `ms` has passed (BullMQ's connection waits for Redis forever). */
+async function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** True when `work` settles within `ms`; false when the budget ran out first. */
 async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
@@ -345,6 +379,8 @@ export function localJobs(opts: {
 
   return {
     kind: 'local',
+    // Its jobs are rows next to the outbox's: nothing to repair, ever.
+    epoch: { claim: async () => null, renew: async () => true, mark: async () => true },
     define: (def) => defs.add(def),
     async enqueue(name, payload, opts, q) {
       const [refused] = await this.enqueueBatch([{ name, payload, ...(opts ? { opts } : {}) }], q);
@@ -418,6 +454,16 @@ export async function pruneLocalJobs(db: Queryable, now: Date): Promise<number> 
   return rowCount;
 }
 
+/**
+ * The mark's commands, each atomic: claim when missing (SET NX with a lease); renew and mark only for
+ * the holder of the claim (compare, then extend or set for good).
+ */
+const EPOCH_SCRIPTS = {
+  claim: `if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end return 0`,
+  renew: `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`,
+  mark: `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0`,
+};
+
 const jobOptions = (def: JobDefinition) => ({
   attempts: def.attempts ?? DEFAULT_ATTEMPTS,
   backoff: { type: 'exponential', delay: def.backoffMs ?? DEFAULT_BACKOFF_MS },
@@ -449,6 +495,36 @@ export function bullmqJobs(opts: {
   // The jobs this process is running, for the warning when close() stops waiting for them.
   const running = new Map<string, string>();
   const stopping = new AbortController();
+
+  // Under the queue's prefix, so whatever loses the queue's keys loses the mark too.
+  const epochKey = `${opts.prefix}:outbox-epoch`;
+
+  /** One of the EPOCH_SCRIPTS on the queue's own connection, bounded like an enqueue. */
+  const scripted = new WeakSet<object>();
+  const epochScript = (name: keyof typeof EPOCH_SCRIPTS, ...args: (string | number)[]) =>
+    within(
+      queue.client.then((client) => {
+        if (!scripted.has(client)) {
+          for (const [n, lua] of Object.entries(EPOCH_SCRIPTS))
+            client.defineCommand(`taskmaaEpoch_${n}`, { numberOfKeys: 1, lua });
+          scripted.add(client);
+        }
+        return client.runCommand(`taskmaaEpoch_${name}`, [epochKey, ...args]) as Promise<unknown>;
+      }),
+      enqueueTimeoutMs,
+      'job queue',
+    );
+
+  const upsertSchedules = async () => {
+    for (const r of repeats) {
+      await queue.upsertJobScheduler(
+        `repeat-${r.name}`,
+        { every: r.everyMs },
+        // Without the job's own policy BullMQ would run a failing repeat once and give up.
+        { name: r.name, data: r.payload, opts: jobOptions(defs.get(r.name).def) },
+      );
+    }
+  };
 
   const run = async (job: Job) => {
     const jobLog = log.child({ jobId: job.id, job: job.name, attempt: job.attemptsMade + 1 });
@@ -496,19 +572,21 @@ export function bullmqJobs(opts: {
       // BullMQ's connection queues commands until Redis is back, so addBulk() alone would wait forever
       // and hold the caller (the outbox relay: its transaction). If the adds land later, a retry with
       // the same jobIds is deduplicated.
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`job queue did not answer within ${enqueueTimeoutMs} ms`)),
-          enqueueTimeoutMs,
-        );
-      });
-      try {
-        await Promise.race([queue.addBulk(adds), timeout]);
-      } finally {
-        clearTimeout(timer);
-      }
+      await within(queue.addBulk(adds), enqueueTimeoutMs, 'job queue');
       return refused;
+    },
+    epoch: {
+      // SET NX both checks the mark and elects the repairer. A command that timed out here may still
+      // run once Redis is back: a stray claim only expires, and renew/mark compare the token first.
+      async claim(leaseMs) {
+        const token = `repairing:${uuidv7()}`;
+        if ((await epochScript('claim', token, leaseMs)) !== 1) return null;
+        // The schedules were lost with the rest: put them back (an upsert of a live one changes nothing).
+        if (worker) await upsertSchedules();
+        return token;
+      },
+      renew: async (token, leaseMs) => (await epochScript('renew', token, leaseMs)) === 1,
+      mark: async (token) => (await epochScript('mark', token, `marked:${new Date().toISOString()}`)) === 1,
     },
     repeat(name, everyMs, payload = {}) {
       checkRepeat(defs, name, everyMs, payload);
@@ -516,14 +594,7 @@ export function bullmqJobs(opts: {
     },
     async start() {
       if (worker) return;
-      for (const r of repeats) {
-        await queue.upsertJobScheduler(
-          `repeat-${r.name}`,
-          { every: r.everyMs },
-          // Without the job's own policy BullMQ would run a failing repeat once and give up.
-          { name: r.name, data: r.payload, opts: jobOptions(defs.get(r.name).def) },
-        );
-      }
+      await upsertSchedules();
       worker = new Worker('jobs', run, {
         connection: opts.connection,
         prefix: opts.prefix,
