@@ -224,6 +224,27 @@ export interface Position {
 /** `text` anywhere in a title: `%`, `_` and `\\` are plain characters. */
 const titleLike = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
+/**
+ * The title search and keyset position the group lists share, added to `params` and `where`; returns
+ * the LIMIT placeholder.
+ */
+function searchAndPage(
+  params: unknown[],
+  where: string[],
+  o: { q?: string | undefined; after?: Position | undefined; limit: number },
+): string {
+  if (o.q) {
+    params.push(titleLike(o.q));
+    where.push(`g.title ILIKE $${params.length}`);
+  }
+  if (o.after) {
+    params.push(o.after.createdAt, o.after.id);
+    where.push(`(g.created_at, g.id) < ($${params.length - 1}, $${params.length})`);
+  }
+  params.push(o.limit);
+  return `$${params.length}`;
+}
+
 /** Group tasks I am in (owned or joined), newest first, after a keyset position. */
 export async function listGroups(
   q: Queryable,
@@ -235,18 +256,10 @@ export async function listGroups(
     params.push(o.status);
     where.push(`g.status = $${params.length}`);
   }
-  if (o.q) {
-    params.push(titleLike(o.q));
-    where.push(`g.title ILIKE $${params.length}`);
-  }
-  if (o.after) {
-    params.push(o.after.createdAt, o.after.id);
-    where.push(`(g.created_at, g.id) < ($${params.length - 1}, $${params.length})`);
-  }
-  params.push(o.limit);
+  const limit = searchAndPage(params, where, o);
   const { rows } = await q.query<GroupView>(
     `SELECT ${VIEW} FROM group_tasks g WHERE ${where.join(' AND ')}
-      ORDER BY g.created_at DESC, g.id DESC LIMIT $${params.length}`,
+      ORDER BY g.created_at DESC, g.id DESC LIMIT ${limit}`,
     params,
   );
   return rows;
@@ -263,20 +276,12 @@ export async function listDiscoverable(
 ): Promise<GroupView[]> {
   const params: unknown[] = [o.now];
   const where = [`g.visibility = 'public'`, `g.status = 'open'`, 'g.due_at > $1'];
-  if (o.q) {
-    params.push(titleLike(o.q));
-    where.push(`g.title ILIKE $${params.length}`);
-  }
-  if (o.after) {
-    params.push(o.after.createdAt, o.after.id);
-    where.push(`(g.created_at, g.id) < ($${params.length - 1}, $${params.length})`);
-  }
-  params.push(o.limit);
+  const limit = searchAndPage(params, where, o);
   const { rows } = await q.query<GroupView>(
     `SELECT ${G}, (SELECT count(*)::int FROM group_members c WHERE c.group_task_id = g.id) AS member_count,
             NULL AS my_role
        FROM group_tasks g WHERE ${where.join(' AND ')}
-      ORDER BY g.created_at DESC, g.id DESC LIMIT $${params.length}`,
+      ORDER BY g.created_at DESC, g.id DESC LIMIT ${limit}`,
     params,
   );
   return rows;

@@ -1,5 +1,5 @@
 import { uuidv7 } from 'uuidv7';
-import { type Cache, cachedUntil, versionTokens } from '../../lib/cache.js';
+import { type Cache, versionTokens } from '../../lib/cache.js';
 import type { Clock } from '../../lib/clock.js';
 import type { Db, Queryable } from '../../lib/db.js';
 import type { ScoreSource } from './stats.repo.js';
@@ -12,7 +12,8 @@ export type StatsService = ReturnType<typeof makeStatsService>;
 
 const CACHE_MS = 60_000;
 const versionKey = (userId: string) => `stats:v3:version:${userId}`;
-const statsKey = (userId: string, version: string) => `stats:v3:${userId}:${version}`;
+// One entry per user, holding the version it was computed under: deleting an account drops both keys.
+const statsKey = (userId: string) => `stats:v3:${userId}`;
 
 export function makeStatsService(deps: {
   db: Db;
@@ -38,16 +39,24 @@ export function makeStatsService(deps: {
       // The end is on the injected clock, or the cache's wall-clock TTL alone would serve yesterday's
       // stats after the service's clock passed midnight.
       const now = deps.clock.now().getTime();
-      const key = statsKey(userId, await versions.read(versionKey(userId)));
-      const value = await cachedUntil(deps.cache, key, now, async () => ({
-        value: await compute(),
-        until: Math.min(now + CACHE_MS, validUntil.getTime()),
-      }));
-      return value as T;
+      const version = await versions.read(versionKey(userId));
+      const hit = await deps.cache.get<{ version: string; value: T; until: number }>(statsKey(userId));
+      if (hit?.version === version && hit.until > now) return hit.value;
+      const value = await compute();
+      const until = Math.min(now + CACHE_MS, validUntil.getTime());
+      // A read that began before a write stores its stats under the version it read, which that
+      // write's bump has already replaced: the next read sees the mismatch and computes again.
+      if (until > now) await deps.cache.set(statsKey(userId), { version, value, until }, until - now);
+      return value;
     },
 
     /** Every write that moves a user's stats calls this in its transaction. */
     changed: changedOnCommit,
+
+    /** Account deletion, in its transaction: nothing cached of the user stays once it commits. */
+    forget(q: Queryable, userId: string) {
+      q.afterCommit(() => deps.cache.del(statsKey(userId), versionKey(userId)));
+    },
 
     /**
      * Pays `points` for one source, once ever: call it inside the transaction that records what

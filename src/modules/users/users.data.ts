@@ -39,7 +39,7 @@ export function makeAccountDataService(deps: {
   accounts: Pick<AccountsService, 'confirmPassword' | 'deleteUserRow' | 'exportFor'>;
   tasks: Pick<TasksService, 'exportFor'>;
   dailies: Pick<DailiesService, 'exportFor'>;
-  stats: Pick<StatsService, 'exportFor' | 'changed'>;
+  stats: Pick<StatsService, 'exportFor' | 'forget'>;
   friends: Pick<FriendsService, 'exportFor'>;
   groups: Pick<GroupsService, 'releaseOwned' | 'exportFor'>;
   maa: Pick<MaaService, 'exportFor'>;
@@ -114,7 +114,7 @@ export function makeAccountDataService(deps: {
         await deps.accounts.deleteUserRow(tx, user.id);
         // Off the Redis boards too (the SQL rows went with the user).
         await deps.leaderboards.changed(tx, user.id);
-        deps.stats.changed(tx, user.id);
+        deps.stats.forget(tx, user.id);
         tx.afterCommit(() => deps.realtime.endUser(user.id));
         tx.afterCommit(() =>
           deps.rateLimiter.forget([user.id, user.username.toLowerCase(), user.email.toLowerCase()]),
