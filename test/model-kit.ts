@@ -613,6 +613,8 @@ export class Model {
     if ('status' in a) return a;
     if (a.m?.role !== 'owner') return problem(403, 'not_group_admin');
     if (a.g.status === 'closed') return problem(409, 'group_closed');
+    // Past its due time, before the close job runs, nobody new comes in.
+    if (a.g.dueAt <= this.now()) return problem(409, 'group_past_due');
     if (!this.areFriends(me.id, other.id)) return problem(403, 'not_friends');
     return { ...ok(201), g: a.g };
   }
@@ -625,6 +627,7 @@ export class Model {
     if (inv.status !== 'pending') return problem(409, 'invitation_answered');
     if (answer === 'accepted') {
       if (g.status === 'closed') return problem(409, 'group_closed');
+      if (g.dueAt <= this.now()) return problem(409, 'group_past_due');
       inv.status = 'accepted';
       this.join(g, me.id, 'member');
     } else inv.status = 'declined';
