@@ -296,10 +296,11 @@ export function makeLeaderboardsService(deps: {
       dirty.delete(room);
       try {
         const data = await update(room);
-        // The second counts from the emit itself, so two updates of a board are always a second
-        // apart however long each took to compute; a change meanwhile marked the board dirty again.
-        lastSent.set(room, Date.now());
         io.local.to(room).emit('leaderboard:update', data);
+        // The second counts from once the emit has been written out, so two updates of a board are
+        // always a second apart however long each took to compute or write; a change meanwhile
+        // marked the board dirty again.
+        lastSent.set(room, Date.now());
       } catch (err) {
         log.warn({ err, room }, 'leaderboard update failed; retrying in a second');
         lastSent.set(room, Date.now());
