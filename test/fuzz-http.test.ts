@@ -6,6 +6,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { refreshCookieName } from '../src/http/auth.js';
 import { accessCookieName } from '../src/lib/auth.js';
+import { seedFromEnv } from './chat-kit.js';
 import { figure } from './figures.js';
 import {
   adversarialStrings,
@@ -31,7 +32,6 @@ import {
   payloadOf,
   type Rng,
   rng,
-  seedFromEnv,
   urlOf,
   validPlan,
 } from './fuzz-kit.js';

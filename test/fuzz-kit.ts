@@ -63,10 +63,6 @@ export function rng(seed: number): Rng {
   };
 }
 
-/** SEED from the environment, or a fresh one (the test prints it). */
-export const seedFromEnv = () =>
-  process.env.SEED ? Number(process.env.SEED) : Math.floor(Math.random() * 2 ** 31);
-
 // ---------------------------------------------------------------------------------------------------
 // The document
 
