@@ -113,6 +113,9 @@ export function testConfig(
     REDIS_URL: lane.redisUrl,
     REDIS_PREFIX: `t${randomBytes(5).toString('hex')}`,
     OUTBOX_SWEEP_MS: '200',
+    // On the wall clock, her sweep spoke to the test's users in the morning and evening windows only,
+    // so tests passed or failed by the hour; maa-nudges.test.ts runs the sweep on a fake clock itself.
+    MAA_NUDGES: 'false',
     ...env,
   });
   return { ...config, dataDirToRemove: dataDir };
@@ -208,21 +211,25 @@ export async function aUser(
   defaultHash ??= hashPassword(DEFAULT_PASSWORD);
   const passwordHash = overrides.password ? await hashPassword(password) : await defaultHash;
   const now = deps.clock.now();
-  const user = await accountsRepo.insertUser(deps.db, {
-    id: uuidv7(),
-    username: overrides.username ?? `u_${n}`.slice(0, 30),
-    email: overrides.email ?? `u_${n}@example.test`,
-    passwordHash,
-    name: overrides.name ?? 'Test User',
-    timezone: overrides.timezone ?? 'UTC',
-    createdAt: now,
+  // One transaction, as registering is: a job (the rollover) must never find the user half-made.
+  const user = await deps.db.tx(async (tx) => {
+    const row = await accountsRepo.insertUser(tx, {
+      id: uuidv7(),
+      username: overrides.username ?? `u_${n}`.slice(0, 30),
+      email: overrides.email ?? `u_${n}@example.test`,
+      passwordHash,
+      name: overrides.name ?? 'Test User',
+      timezone: overrides.timezone ?? 'UTC',
+      createdAt: now,
+    });
+    await accountsRepo.insertDaySettings(tx, row.id, {
+      effectiveOn: logicalDate(now, { timezone: row.timezone, dayStartHour: row.dayStartHour }),
+      timezone: row.timezone,
+      dayStartHour: row.dayStartHour,
+    });
+    if (overrides.verified !== false) await accountsRepo.markEmailVerified(tx, row.id, now);
+    return row;
   });
-  await accountsRepo.insertDaySettings(deps.db, user.id, {
-    effectiveOn: logicalDate(now, { timezone: user.timezone, dayStartHour: user.dayStartHour }),
-    timezone: user.timezone,
-    dayStartHour: user.dayStartHour,
-  });
-  if (overrides.verified !== false) await accountsRepo.markEmailVerified(deps.db, user.id, now);
   return { ...user, password };
 }
 

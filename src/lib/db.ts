@@ -192,9 +192,17 @@ export async function openPglite(dataDir: string | undefined, loadDataDir?: Blob
   return pgliteDb(pglite);
 }
 
+/**
+ * PGlite runs a statement synchronously and settles its promise as a microtask, so a loop of awaited
+ * statements (a job walking every user) never gives the event loop a turn: HTTP, sockets and timers
+ * of the embedded process would wait for the whole loop. Each statement first yields one turn.
+ */
+const aTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 export function pgliteDb(pglite: PGlite): PgliteDb {
   const wrap = (q: Pick<PGlite, 'query' | 'exec'>, hooks: Hooks): Queryable => ({
     async query<T>(sql: string, params: readonly unknown[] = []) {
+      await aTurn();
       try {
         const result = await q.query<Row>(sql, params as unknown[]);
         return { rows: camelRows<T>(result.rows), rowCount: result.affectedRows ?? result.rows.length };
@@ -203,6 +211,7 @@ export function pgliteDb(pglite: PGlite): PgliteDb {
       }
     },
     async exec(sql: string) {
+      await aTurn();
       try {
         await q.exec(sql);
       } catch (err) {

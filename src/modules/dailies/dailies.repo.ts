@@ -208,9 +208,11 @@ export async function lockOverall(
   q: Queryable,
   userId: string,
   now: Date,
-): Promise<{ state: OverallState | null }> {
+): Promise<{ state: OverallState | null; gone: boolean }> {
+  // Only for a user who still exists: an account deleted meanwhile has no row and nothing to close.
   await q.query(
-    `INSERT INTO overall_streaks (user_id, state, last_closed_date, updated_at) VALUES ($1, 'null', NULL, $2)
+    `INSERT INTO overall_streaks (user_id, state, last_closed_date, updated_at)
+     SELECT id, 'null', NULL, $2 FROM users WHERE id = $1
      ON CONFLICT (user_id) DO NOTHING`,
     [userId, now],
   );
@@ -218,7 +220,7 @@ export async function lockOverall(
     'SELECT state FROM overall_streaks WHERE user_id = $1 FOR UPDATE',
     [userId],
   );
-  return { state: rows[0]?.state ?? null };
+  return { state: rows[0]?.state ?? null, gone: rows.length === 0 };
 }
 
 export async function readOverall(q: Queryable, userId: string): Promise<OverallState | null> {

@@ -383,7 +383,8 @@ export function makeDailiesService(deps: {
      */
     async closeDays(userId: string): Promise<number> {
       return db.tx(async (tx) => {
-        const { state: stored } = await repo.lockOverall(tx, userId, clock.now());
+        const { state: stored, gone } = await repo.lockOverall(tx, userId, clock.now());
+        if (gone) return 0;
         const calendar = await deps.accounts.dayCalendar(userId, tx);
         // Yesterday stays open until its grace window ends: a late check-in or an undo may still change it.
         const now = clock.now();
