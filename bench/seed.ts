@@ -144,6 +144,14 @@ export async function seed(db: Db, plan: SeedPlan, passwordHash: string): Promis
        SELECT to_char(created_at AT TIME ZONE 'UTC', 'IYYY-"W"IW'), user_id, sum(points)
          FROM score_events GROUP BY 1, 2`,
   );
+  // Maa's morning word of today, said: her sweep (at start, then every 15 minutes) would otherwise speak
+  // to 9,000 members in the middle of the measures, or not, by the hour the bench runs at. Evenings
+  // are quiet by themselves: nobody has a streak at risk.
+  await db.query(
+    `INSERT INTO maa_nudges (user_id, local_date, occasion, created_at)
+     SELECT id, $2, 'day_start', $3 FROM unnest($1::uuid[]) AS id`,
+    [plan.members, today, now],
+  );
   // Fresh statistics and visibility maps now, or autovacuum does it in the middle of a measurement.
   await db.exec('VACUUM ANALYZE');
 }

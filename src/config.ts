@@ -177,6 +177,11 @@ const EnvSchema = T.Object({
     default: 300_000,
     description: 'How often the worker closes the logical days that have ended, in every time zone.',
   }),
+  MAA_NUDGES: T.Boolean({
+    default: true,
+    description:
+      "Maa's scheduled words (a job every 15 minutes, in the users' morning and evening windows). false keeps only her words about events (a podium finish, a friend passing, a comeback).",
+  }),
   METRICS_TOKEN: T.Optional(
     T.String({ minLength: 16, description: 'If set, /metrics requires `Authorization: Bearer <token>`.' }),
   ),

@@ -46,7 +46,7 @@ export async function startWorker(deps: Deps) {
   deps.jobs.repeat(ROLLOVER_JOB, deps.config.ROLLOVER_EVERY_MS);
   deps.jobs.repeat(MEDIA_PRUNE_JOB, MEDIA_PRUNE_EVERY_MS);
   deps.jobs.repeat(FEED_PRUNE_JOB, FEED_PRUNE_EVERY_MS);
-  deps.jobs.repeat(NUDGES_JOB, NUDGES_EVERY_MS);
+  if (deps.config.MAA_NUDGES) deps.jobs.repeat(NUDGES_JOB, NUDGES_EVERY_MS);
   deps.jobs.repeat(NOTIFICATIONS_PRUNE_JOB, NOTIFICATIONS_PRUNE_EVERY_MS);
   await deps.jobs.start();
   deps.outbox.startSweeper(deps.config.OUTBOX_SWEEP_MS);

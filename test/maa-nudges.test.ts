@@ -1,5 +1,5 @@
 import type { Socket } from 'socket.io-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { localMinute } from '../src/lib/days.js';
 import { DAILY_CAP, DEFAULT_QUIET_HOURS, inQuietHours } from '../src/modules/maa/maa.nudges.js';
 import { aUser, eventually, fakeClock, openSocket, signIn, startTestApp, type TestApp } from './helpers.js';
@@ -97,6 +97,18 @@ describe('Maa nudges', () => {
     expect(live[0]?.text).not.toMatch(/[{}]/);
     await eventually(async () => expect(await spoken(back)).toEqual(['day_start']));
     expect(await spoken(unverified)).toEqual([]);
+    // A quarter of an hour later the sweep passes them by without weighing their state again.
+    clock.set(new Date('2026-03-02T03:45:00Z'));
+    const weighed = vi.spyOn(t.deps.maa, 'state');
+    try {
+      await t.deps.nudges.sweep();
+      const users = weighed.mock.calls.map(([userId]) => userId);
+      expect(users).not.toContain(me);
+      expect(users).not.toContain(back);
+    } finally {
+      weighed.mockRestore();
+    }
+    expect(await spoken(me)).toEqual(['welcome']);
   });
 
   it('evening: a streak at risk when the goal is not met yet; nothing once it is', async () => {

@@ -21,6 +21,9 @@ export const DEFAULT_QUIET_HOURS: QuietHours = { start: '22:00', end: '07:00' };
 // Local-hour windows of the scheduled nudges.
 const MORNING = { from: 8, to: 11 };
 const EVENING = { from: 19, to: 22 };
+/** The longest window; windows are further apart than this, so a word within it was this window's. */
+const WINDOW_MS = Math.max(MORNING.to - MORNING.from, EVENING.to - EVENING.from) * 3_600_000;
+const SCHEDULED: Occasion[] = ['welcome', 'day_start', 'care', 'streak_at_risk'];
 const KEEP_MS = 14 * 86400_000;
 const PAGE = 500;
 const LOCK_SPACE = 7201;
@@ -205,6 +208,9 @@ export function makeNudges(deps: {
       let after = '00000000-0000-0000-0000-000000000000';
       let spoken = 0;
       for (;;) {
+        // Someone who heard a scheduled word within a window's length heard this window's: the
+        // sweep every 15 minutes would otherwise weigh their whole state again, only to be refused
+        // by the claim (10,000 users: minutes of a core, every quarter of an hour).
         const { rows } = await db.query<{ id: string; hour: number }>(
           `SELECT u.id, extract(hour FROM $1::timestamptz AT TIME ZONE u.timezone)::int AS hour FROM users u
             WHERE u.id > $2 AND u.email_verified_at IS NOT NULL
@@ -212,8 +218,10 @@ export function makeNudges(deps: {
                 ...range(MORNING),
                 ...range(EVENING),
               ].join(', ')})
+              AND NOT EXISTS (SELECT 1 FROM maa_nudges n
+                               WHERE n.user_id = u.id AND n.created_at > $3 AND n.occasion = ANY($4))
             ORDER BY u.id LIMIT ${PAGE}`,
-          [now, after],
+          [now, after, new Date(now.getTime() - WINDOW_MS), SCHEDULED],
         );
         for (const { id, hour } of rows) {
           try {
