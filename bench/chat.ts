@@ -146,6 +146,7 @@ async function statementsPerSend(deps: Deps, person: Person) {
     toUsers: () => {},
     endSession: () => {},
     endUser: () => {},
+    onAccessEnded: () => {},
   };
   const chat = makeChatService({
     ...deps,

@@ -105,7 +105,11 @@ export interface ServerToClientEvents {
 export interface InterServerEvents {
   /** These leaderboard rooms changed: each node pushes them to its own watchers. */
   'leaderboards:dirty': (rooms: string[]) => void;
+  /** A session, or every session of a user, ended: each node forgets it was live (Realtime.onAccessEnded). */
+  'access:ended': (ended: AccessEnded) => void;
 }
+
+export type AccessEnded = { sessionId: string } | { userId: string };
 
 export type ServerEventName = keyof ServerToClientEvents;
 export type ServerEventData<E extends ServerEventName> = Parameters<ServerToClientEvents[E]>[0];

@@ -1,5 +1,6 @@
 import type { Server } from 'socket.io';
 import type {
+  AccessEnded,
   ClientToServerEvents,
   InterServerEvents,
   ServerEventData,
@@ -23,16 +24,30 @@ export interface Realtime {
   toRoom<E extends ServerEventName>(room: string, event: E, data: ServerEventData<E>): void;
   /** One broadcast to every device of these users (each socket gets it once). */
   toUsers<E extends ServerEventName>(userIds: string[], event: E, data: ServerEventData<E>): void;
-  /** Ends every connection of a session (logout, revocation), on every node. */
+  /** Ends a session (logout, revocation) on every node: its connections, and onAccessEnded. */
   endSession(sessionId: string): void;
-  /** Ends every connection of a user (account deleted), on every node. */
+  /** Ends every session of a user (account deleted) on every node, likewise. */
   endUser(userId: string): void;
+  /** Hears every session or user ended, by this process (at once) or another (through the adapter). */
+  onAccessEnded(listener: (ended: AccessEnded) => void): void;
 }
 
 export function makeRealtime(io: Io): Realtime {
   const emit = (room: string | string[], event: ServerEventName, data: unknown) =>
     (io.to(room).emit as (event: string, data: unknown) => boolean)(event, data);
-  const end = (room: string) => {
+  const listeners: ((ended: AccessEnded) => void)[] = [];
+  const tell = (ended: AccessEnded) => {
+    for (const listener of listeners) listener(ended);
+  };
+  // From other nodes: the adapter hands over what their serverSideEmit sent, unchecked.
+  io.on('access:ended', (ended: unknown) => {
+    const e = ended as Partial<Record<'sessionId' | 'userId', unknown>> | null;
+    if (typeof e?.sessionId === 'string') tell({ sessionId: e.sessionId });
+    else if (typeof e?.userId === 'string') tell({ userId: e.userId });
+  });
+  const end = (room: string, ended: AccessEnded) => {
+    tell(ended);
+    io.serverSideEmit('access:ended', ended);
     io.to(room).emit('system:disconnecting', { reason: 'session_ended' });
     io.in(room).disconnectSockets(true);
   };
@@ -42,7 +57,10 @@ export function makeRealtime(io: Io): Realtime {
     toUsers: (userIds, event, data) => {
       if (userIds.length) emit(userIds.map(userRoom), event, data);
     },
-    endSession: (sessionId) => end(sessionRoom(sessionId)),
-    endUser: (userId) => end(userRoom(userId)),
+    endSession: (sessionId) => end(sessionRoom(sessionId), { sessionId }),
+    endUser: (userId) => end(userRoom(userId), { userId }),
+    onAccessEnded: (listener) => {
+      listeners.push(listener);
+    },
   };
 }

@@ -129,8 +129,8 @@ export async function insertSession(
 
 /** The live session behind an access token, with what requests need to know of its user. */
 export async function findLiveSession(q: Queryable, sessionId: string, userId: string, now: Date) {
-  const { rows } = await q.query<{ emailVerified: boolean }>(
-    `SELECT u.email_verified_at IS NOT NULL AS email_verified
+  const { rows } = await q.query<{ emailVerified: boolean; expiresAt: Date }>(
+    `SELECT u.email_verified_at IS NOT NULL AS email_verified, s.expires_at
      FROM sessions s JOIN users u ON u.id = s.user_id
      WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3`,
     [sessionId, userId, now],

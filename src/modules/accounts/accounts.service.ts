@@ -28,6 +28,7 @@ import {
 import type { UserRow } from './accounts.repo.js';
 import * as repo from './accounts.repo.js';
 import type { AuthResult, Me, UpdateMe } from './accounts.schemas.js';
+import { liveSessions } from './accounts.sessions.js';
 
 export const SEND_MAIL_JOB = 'accounts.send_mail';
 const AVATARS = 'avatars';
@@ -154,9 +155,14 @@ export function makeAccountsService(deps: {
     return new DayCalendar(changes);
   }
 
+  const live = liveSessions(() => clock.now().getTime());
+  realtime.onAccessEnded((ended) => live.forget(ended));
   const sessionCheck: SessionCheck = {
-    async lookup(principal: Principal) {
-      return (await repo.findLiveSession(db, principal.sessionId, principal.userId, clock.now())) ?? null;
+    async lookup({ sessionId, userId }: Principal) {
+      if (live.has(sessionId, userId)) return { emailVerified: true };
+      const row = await repo.findLiveSession(db, sessionId, userId, clock.now());
+      if (row?.emailVerified) live.remember(sessionId, userId, row.expiresAt);
+      return row ? { emailVerified: row.emailVerified } : null;
     },
   };
 
