@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Socket } from 'socket.io-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Db, openPostgres } from '../src/lib/db.js';
 import type { ConversationList, CursorState, Message } from '../src/modules/chat/chat.schemas.js';
 import {
   type Ack,
@@ -16,7 +15,16 @@ import {
   sleep,
 } from './chat-kit.js';
 import { figure } from './figures.js';
-import { eventually, lane, signIn, startTestApp, type TestApp, type TestDb, testDb } from './helpers.js';
+import {
+  eventually,
+  lane,
+  secondInstance,
+  signIn,
+  startTestApp,
+  type TestApp,
+  type TestDb,
+  testDb,
+} from './helpers.js';
 
 // RELIABILITY.md E1, E2, E3, E6 and E8 with real socket.io clients on a real port, in both lanes. In the
 // services lane E1 also runs across two app instances sharing PostgreSQL and Redis.
@@ -24,7 +32,6 @@ let tdb: TestDb;
 let t: TestApp;
 /** The second node (services lane), and the pool of its own it reaches the shared database with. */
 let nodeB: TestApp | undefined;
-let nodeBDb: Db | undefined;
 const kit = chatKit(() => t);
 const { person, call, group, direct, open, emit, syncAll, historyAll } = kit;
 
@@ -36,7 +43,6 @@ afterEach(() => kit.closeAll());
 afterAll(async () => {
   kit.closeAll();
   await nodeB?.close();
-  await nodeBDb?.close();
   await t?.close();
   await tdb?.drop();
 });
@@ -215,17 +221,7 @@ describe('E1 ordering', () => {
   it.runIf(lane.services)(
     'two nodes: senders on one instance, receivers on another sharing PostgreSQL and Redis',
     async () => {
-      const url = tdb.url as string;
-      nodeBDb = openPostgres({ url, max: 5, statementTimeoutMs: 10_000 });
-      nodeB = await startTestApp({
-        listen: true,
-        db: { db: nodeBDb, url, drop: async () => {} },
-        env: {
-          REDIS_PREFIX: t.config.REDIS_PREFIX,
-          ACCESS_TOKEN_SECRET: t.config.ACCESS_TOKEN_SECRET,
-          RATE_LIMIT_MULTIPLIER: '0',
-        },
-      });
+      nodeB = await secondInstance(t, tdb, { listen: true });
       await orderingRun({ senders: 20, each: 20, receiverUrl: nodeB.url, label: 'E1 (two nodes)' });
     },
     60_000,

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Value } from '@sinclair/typebox/value';
 import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Db, openPostgres } from '../src/lib/db.js';
+import type { Db } from '../src/lib/db.js';
 import {
   Completion,
   GroupTask,
@@ -18,6 +18,7 @@ import {
   eventually,
   fakeClock,
   lane,
+  secondInstance,
   signIn,
   startTestApp,
   type TestApp,
@@ -31,7 +32,6 @@ let t: TestApp;
 let tdb: TestDb;
 /** The second instance (services lane), and the pool of its own it reaches the shared database with. */
 let nodeB: TestApp | undefined;
-let nodeBDb: Db | undefined;
 const sockets: Socket[] = [];
 
 beforeAll(async () => {
@@ -41,7 +41,6 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const s of sockets) s.disconnect();
   await nodeB?.close();
-  await nodeBDb?.close();
   await t?.close();
   await tdb?.drop();
 });
@@ -941,18 +940,9 @@ describe('group caches: public discovery and member lists', () => {
   it.runIf(lane.services)(
     'two instances sharing Redis share the entries and see each other’s invalidations',
     async () => {
-      const url = tdb.url as string;
-      nodeBDb = openPostgres({ url, max: 5, statementTimeoutMs: 10_000 });
-      nodeB = await startTestApp({
-        db: { db: nodeBDb, url, drop: async () => {} },
-        env: {
-          REDIS_PREFIX: t.config.REDIS_PREFIX,
-          ACCESS_TOKEN_SECRET: t.config.ACCESS_TOKEN_SECRET,
-          RATE_LIMIT_MULTIPLIER: '0',
-        },
-      });
-      const B = nodeB;
-      const readsB = tap(nodeBDb);
+      const B = await secondInstance(t, tdb);
+      nodeB = B;
+      const readsB = tap(B.pool);
       try {
         const q = searchTag();
         const [owner, viewer, joiner] = [await person(), await person(), await person()];

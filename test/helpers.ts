@@ -187,6 +187,42 @@ export async function startTestApp(
   };
 }
 
+/**
+ * Another instance beside `t` (services lane), as a second process would be: the same database
+ * through a pool of its own (`pool`), the same Redis prefix and token secret. Closing it closes the
+ * pool and drops the shared Redis prefix: close it before `t`.
+ */
+export async function secondInstance(
+  t: TestApp,
+  tdb: TestDb,
+  opts: { listen?: boolean; clock?: Clock } = {},
+): Promise<TestApp & { pool: Db }> {
+  const url = tdb.url as string;
+  const pool = openPostgres({ url, max: 5, statementTimeoutMs: 10_000 });
+  try {
+    const b = await startTestApp({
+      ...opts,
+      db: { db: pool, url, drop: async () => {} },
+      env: {
+        REDIS_PREFIX: t.config.REDIS_PREFIX,
+        ACCESS_TOKEN_SECRET: t.config.ACCESS_TOKEN_SECRET,
+        RATE_LIMIT_MULTIPLIER: '0',
+      },
+    });
+    return {
+      ...b,
+      pool,
+      async close() {
+        await b.close();
+        await pool.close();
+      },
+    };
+  } catch (err) {
+    await pool.close();
+    throw err;
+  }
+}
+
 export const DEFAULT_PASSWORD = 'correct horse battery staple';
 let defaultHash: Promise<string> | undefined;
 let counter = 0;

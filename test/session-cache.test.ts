@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Db, openPostgres } from '../src/lib/db.js';
 import { SESSION_CACHE_MS } from '../src/modules/accounts/accounts.sessions.js';
 import {
   aUser,
@@ -7,6 +6,7 @@ import {
   eventually,
   fakeClock,
   lane,
+  secondInstance,
   signIn,
   startTestApp,
   type TestApp,
@@ -21,7 +21,6 @@ const clock = fakeClock(new Date('2026-03-02T09:00:00Z'));
 let tdb: TestDb;
 let t: TestApp;
 let nodeB: TestApp | undefined;
-let nodeBDb: Db | undefined;
 
 beforeAll(async () => {
   tdb = await testDb();
@@ -29,7 +28,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await nodeB?.close();
-  await nodeBDb?.close();
   await t?.close();
   await tdb?.drop();
 });
@@ -105,17 +103,7 @@ describe('live-session cache', () => {
   it.runIf(lane.services)(
     'a session ended on one instance is refused on another that had it cached, within moments',
     async () => {
-      const url = tdb.url as string;
-      nodeBDb = openPostgres({ url, max: 3, statementTimeoutMs: 10_000 });
-      nodeB = await startTestApp({
-        db: { db: nodeBDb, url, drop: async () => {} },
-        clock,
-        env: {
-          REDIS_PREFIX: t.config.REDIS_PREFIX,
-          ACCESS_TOKEN_SECRET: t.config.ACCESS_TOKEN_SECRET,
-          RATE_LIMIT_MULTIPLIER: '0',
-        },
-      });
+      nodeB = await secondInstance(t, tdb, { clock });
       const B = nodeB;
       const user = await aUser(t.deps);
       const [a, b] = [await signIn(t.deps, user.id), await signIn(t.deps, user.id)];
