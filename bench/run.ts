@@ -6,7 +6,7 @@
 // with the same rows; everything is removed at the end, also on failure or Ctrl-C.
 //
 // Env: BENCH_SECONDS (per run), BENCH_REPS, BENCH_ONLY (a regular expression over measure names),
-// BENCH_CPU_PROF (a directory: the production app writes a --cpu-prof profile there when it stops),
+// BENCH_CPU_PROF (a directory: the production and the embedded app write a --cpu-prof profile there when they stop),
 // DATABASE_URL and REDIS_URL (the servers to use; defaults are the local ones).
 import { randomBytes } from 'node:crypto';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
@@ -210,9 +210,8 @@ async function main(): Promise<number> {
     });
   const recorded: Record<string, number | string> = {};
   const profile = process.env.BENCH_CPU_PROF;
-  const app = await step('start the app (PostgreSQL + Redis)', () =>
-    startApp({}, profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []),
-  );
+  const profiled = profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [];
+  const app = await step('start the app (PostgreSQL + Redis)', () => startApp({}, profiled));
   recorded['ready.postgres.ms'] = app.readyMs;
   recorded['rss.app.idle.MB'] = app.rssBytes() / 2 ** 20;
   // The runner seeds PGlite on its own core while the first baselines start on theirs (not while the
@@ -255,7 +254,7 @@ async function main(): Promise<number> {
     await fresh.stop();
   }
   const embedded = await step('start the embedded app (reopened, seeded data dir)', () =>
-    startApp({ ...embeddedEnv, DATA_DIR: embeddedDir }),
+    startApp({ ...embeddedEnv, DATA_DIR: embeddedDir }, profiled),
   );
   recorded['ready.embedded.reopened.ms'] = embedded.readyMs;
   const liteBase = await step('start the PGlite baseline', () =>
