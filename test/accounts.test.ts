@@ -2,6 +2,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addDays } from '../src/lib/days.js';
+import type { Mail, Mailer } from '../src/lib/mailer.js';
+import { accountsJobs } from '../src/modules/accounts/accounts.jobs.js';
 import { aUser, DEFAULT_PASSWORD, eventually, signIn, startTestApp, type TestApp } from './helpers.js';
 import { linkIn, smtpCapture } from './smtp.js';
 
@@ -390,25 +392,44 @@ describe('mail', () => {
     expect(unfolded).not.toMatch(/^Bcc:/im);
   });
 
-  it('a retried mail job sends the same working link (the token is derived, never stored raw)', async () => {
+  it('a mail job run again sends the same working link after a failed send, and nothing after a sent one', async () => {
     const user = await aUser(t.deps, { verified: false });
     const payload = {
       userId: user.id,
-      purpose: 'verify_email',
+      purpose: 'verify_email' as const,
       requestId: '01930000-0000-7000-8000-000000000001',
     };
-    await t.deps.jobs.enqueue('accounts.send_mail', payload, { jobId: 'retry-a' });
-    await t.deps.jobs.enqueue('accounts.send_mail', payload, { jobId: 'retry-b' });
-    const a = linkIn((await mailFor(user.email, 'verify-email', 0)).raw).searchParams.get('token');
-    const b = linkIn((await mailFor(user.email, 'verify-email', 1)).raw).searchParams.get('token');
-    expect(a).toBe(b);
-    const { rows } = await t.deps.db.query<{ tokenHash: string }>(
-      'SELECT token_hash FROM mail_tokens WHERE user_id = $1',
+    // The job's own handler with a stand-in SMTP server: the first attempt is refused.
+    const sent: Mail[] = [];
+    let refuse = true;
+    const mailer: Mailer = {
+      kind: 'smtp',
+      async send(mail) {
+        if (refuse) throw new Error('SMTP refused');
+        sent.push(mail);
+      },
+      close() {},
+    };
+    const job = accountsJobs({ accounts: t.deps.accounts, mailer }).find(
+      (j) => j.name === 'accounts.send_mail',
+    );
+    const run = () => job?.handler(payload, { jobId: 'mail', attempt: 1, log: t.deps.log } as never);
+    await expect(run()).rejects.toThrow('SMTP refused');
+    refuse = false;
+    await run();
+    // Run once more, as after a worker stopped before recording the job done, or Redis lost the
+    // queue and the outbox relayed it again: the mail went out already.
+    await run();
+    expect(sent).toHaveLength(1);
+    const token = linkIn((sent[0] as Mail).text).searchParams.get('token');
+    const { rows } = await t.deps.db.query<{ tokenHash: string; mailed: boolean }>(
+      'SELECT token_hash, mailed_at IS NOT NULL AS mailed FROM mail_tokens WHERE user_id = $1',
       [user.id],
     );
-    expect(rows).toHaveLength(1);
-    expect(rows[0]?.tokenHash).not.toContain(a as string);
-    expect((await json('POST', '/v1/auth/verify-email', { token: a })).statusCode).toBe(204);
+    expect(rows).toEqual([{ tokenHash: expect.any(String), mailed: true }]);
+    // The token is derived from the request, never stored raw.
+    expect(rows[0]?.tokenHash).not.toContain(token as string);
+    expect((await json('POST', '/v1/auth/verify-email', { token })).statusCode).toBe(204);
   });
 });
 

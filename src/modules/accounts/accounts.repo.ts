@@ -205,6 +205,19 @@ export async function touchSession(q: Queryable, sessionId: string, now: Date, e
   ]);
 }
 
+/** Whether the mail carrying this token went out already (a job run again after its completion was lost). */
+export async function wasMailed(q: Queryable, tokenHash: string): Promise<boolean> {
+  const { rows } = await q.query<{ mailed: boolean }>(
+    'SELECT mailed_at IS NOT NULL AS mailed FROM mail_tokens WHERE token_hash = $1',
+    [tokenHash],
+  );
+  return rows[0]?.mailed === true;
+}
+
+export async function markMailed(q: Queryable, tokenHash: string, now: Date) {
+  await q.query('UPDATE mail_tokens SET mailed_at = $2 WHERE token_hash = $1', [tokenHash, now]);
+}
+
 export async function insertMailToken(
   q: Queryable,
   t: {

@@ -516,16 +516,21 @@ export function makeAccountsService(deps: {
       if (!user) return;
       if (payload.purpose === 'verify_email' && user.emailVerifiedAt) return;
       const token = mailToken(payload.purpose, payload.requestId);
+      const tokenHash = sha256(token);
       const now = clock.now();
       await repo.insertMailToken(db, {
-        tokenHash: sha256(token),
+        tokenHash,
         userId: user.id,
         purpose: payload.purpose,
         now,
         expiresAt: new Date(now.getTime() + MAIL_TOKEN_TTL_MS[payload.purpose]),
       });
+      // Sent once: a run after a failed send sends the same link; a run after a sent one, nothing. Only
+      // a process dying between the send and the mark can still send it twice.
+      if (await repo.wasMailed(db, tokenHash)) return;
       const path = payload.purpose === 'verify_email' ? 'verify-email' : 'reset-password';
       await send(user, `${config.APP_URL}/${path}?token=${token}`);
+      await repo.markMailed(db, tokenHash, clock.now());
     },
   };
 }
