@@ -43,12 +43,15 @@ const texts = async (userId: string) =>
     )
   ).rows.map((r) => r.text);
 
-/** maa:message events reaching a live socket of this user. */
-async function listen(userId: string) {
+/** maa:message events reaching a live socket of this user (and the occasions of Maa's notification:new). */
+async function listen(userId: string, notified: string[] = []) {
   const session = await signIn(t.deps, userId);
   const socket = await openSocket(t.url, session.token, sockets);
   const live: { occasion: string; text: string }[] = [];
   socket.on('maa:message', (m) => live.push(m));
+  socket.on('notification:new', (n: { kind: string; data: { occasion?: string } }) => {
+    if (n.kind === 'maa') notified.push(n.data.occasion ?? '');
+  });
   return live;
 }
 
@@ -317,7 +320,8 @@ describe('Maa nudges', () => {
     const me = await person();
     await complete(me);
     clock.set(new Date('2026-03-15T17:30:00Z')); // Sunday 23:00 in Kolkata, after Friday and Saturday
-    const live = await listen(me);
+    const notified: string[] = [];
+    const live = await listen(me, notified);
     await complete(me);
     await eventually(async () => expect(await spoken(me)).toEqual(['comeback']), 10_000);
     await eventually(async () => expect(await maaNotifications(me)).toEqual(['comeback']));
@@ -325,5 +329,7 @@ describe('Maa nudges', () => {
     await t.deps.nudges.sweep();
     await eventually(async () => expect(await spoken(me)).toEqual(['comeback', 'day_start']));
     await eventually(() => expect(live.map((m) => m.occasion)).toEqual(['day_start']));
+    // Neither live event buzzed at night: the night's word waits in the notification list.
+    await eventually(() => expect(notified).toEqual(['day_start']));
   });
 });

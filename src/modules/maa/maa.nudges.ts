@@ -64,7 +64,8 @@ export type NudgesService = ReturnType<typeof makeNudges>;
  *
  * Quiet hours: a scheduled nudge is simply not sent. An event-driven word (something that really
  * happened, at an hour the user chose not to be disturbed) is still said, counted against the cap
- * and kept in the history and the notifications, but not pushed live as `maa:message`: nothing
+ * and kept in the history and the notifications, but pushed neither as `maa:message` nor as
+ * `notification:new`: nothing
  * buzzes at night, and nothing the user earned is lost by morning.
  */
 export function makeNudges(deps: {
@@ -135,6 +136,7 @@ export function makeNudges(deps: {
       userId,
       kind: 'maa',
       data: { occasion: message.occasion, tone: message.tone, text: message.text },
+      live: !quiet,
     });
     return quiet ? 'quiet' : 'live';
   }

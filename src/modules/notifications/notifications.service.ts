@@ -50,6 +50,8 @@ export type NotifyInput = {
     /** Who caused it, when someone did; nothing is stored when either has blocked the other. */
     actorId?: string | undefined;
     data: DataOf<K>;
+    /** false: stored, without the live `notification:new` (Maa's words in the user's quiet hours). */
+    live?: boolean;
   };
 }[NotificationKind];
 
@@ -101,7 +103,8 @@ export function makeNotificationsService(deps: {
       });
       if (!row) return undefined;
       const notification = toNotification(row);
-      q.afterCommit(() => realtime.toUser(userId, 'notification:new', notification));
+      if (input.live !== false)
+        q.afterCommit(() => realtime.toUser(userId, 'notification:new', notification));
       return notification;
     },
 
