@@ -279,6 +279,7 @@ export async function buildDeps(config: Config, overrides: DepsOverrides = {}): 
     outbox,
     accounts,
     stats,
+    boards: leaderboards,
     maa,
     notifications,
     log: log.child({ module: 'maa' }),

@@ -51,6 +51,31 @@ export async function friendsBoard(q: Queryable, userId: string, period: string)
   return rows;
 }
 
+/**
+ * Friends whom `userId` just passed on a board by gaining `points` (their score is in [before, now)),
+ * at most `limit`; nobody when the user's own profile is private (their progress is not told).
+ */
+export async function friendsJustPassed(
+  q: Queryable,
+  userId: string,
+  period: string,
+  points: number,
+  limit: number,
+): Promise<string[]> {
+  const { rows } = await q.query<{ id: string }>(
+    `WITH me AS (
+       SELECT s.score FROM leaderboard_scores s JOIN users u ON u.id = s.user_id
+        WHERE s.period = $2 AND s.user_id = $1 AND u.profile_visibility <> 'private')
+     SELECT s.user_id AS id FROM leaderboard_scores s, me
+      WHERE s.period = $2 AND s.score >= me.score - $3 AND s.score < me.score
+        AND s.user_id IN (SELECT user_b FROM friendships WHERE user_a = $1
+                          UNION ALL SELECT user_a FROM friendships WHERE user_b = $1)
+      LIMIT $4`,
+    [userId, period, points, limit],
+  );
+  return rows.map((r) => r.id);
+}
+
 /** What the Redis mirror should hold for one user, in the given periods. */
 export async function mirrorRows(q: Queryable, userId: string, periods: string[]): Promise<MirrorRow[]> {
   const { rows } = await q.query<MirrorRow>(

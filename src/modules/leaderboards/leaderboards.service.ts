@@ -327,6 +327,10 @@ export function makeLeaderboardsService(deps: {
 
     changed,
 
+    /** In the transaction that paid `userId` these points: the friends they passed on this week's board. */
+    passedFriends: (q: Queryable, userId: string, points: number, limit: number) =>
+      repo.friendsJustPassed(q, userId, periodKey('week'), points, limit),
+
     /** A profile's visibility changed: it may join or leave the global boards. */
     async profileChanged(q: Queryable, userId: string) {
       await repo.bumpVersions(q, userId);

@@ -4,7 +4,7 @@ import { addDays, type LocalDate, localMinute } from '../../lib/days.js';
 import type { Db, Queryable } from '../../lib/db.js';
 import type { Outbox } from '../../lib/outbox.js';
 import type { AccountsService } from '../accounts/accounts.service.js';
-import { isoWeek } from '../leaderboards/leaderboards.service.js';
+import type { LeaderboardsService } from '../leaderboards/leaderboards.service.js';
 import type { NotificationsService } from '../notifications/notifications.service.js';
 import type { StatsService } from '../stats/stats.service.js';
 import { CARE_AFTER_MISSES, isComeback } from './maa.engine.js';
@@ -74,6 +74,7 @@ export function makeNudges(deps: {
   outbox: Outbox;
   accounts: Pick<AccountsService, 'getMe' | 'dayCalendar'>;
   stats: Pick<StatsService, 'doneAround'>;
+  boards: Pick<LeaderboardsService, 'passedFriends'>;
   maa: Pick<MaaService, 'message' | 'state'>;
   notifications: Pick<NotificationsService, 'notify'>;
   log: Logger;
@@ -182,18 +183,7 @@ export function makeNudges(deps: {
     async scored(q: Queryable, userId: string, points: number, paidOn: LocalDate): Promise<void> {
       if (await mayBeBack(q, userId, paidOn))
         await deps.outbox.add(q, EVENT_JOB, { userId, occasion: 'comeback' });
-      const { rows } = await q.query<{ id: string }>(
-        `WITH me AS (
-           SELECT s.score FROM leaderboard_scores s JOIN users u ON u.id = s.user_id
-            WHERE s.period = $2 AND s.user_id = $1 AND u.profile_visibility <> 'private')
-         SELECT s.user_id AS id FROM leaderboard_scores s, me
-          WHERE s.period = $2 AND s.score >= me.score - $3 AND s.score < me.score
-            AND s.user_id IN (SELECT user_b FROM friendships WHERE user_a = $1
-                              UNION ALL SELECT user_a FROM friendships WHERE user_b = $1)
-          LIMIT ${OVERTAKEN_MAX}`,
-        [userId, isoWeek(clock.now()), points],
-      );
-      for (const { id } of rows)
+      for (const id of await deps.boards.passedFriends(q, userId, points, OVERTAKEN_MAX))
         await deps.outbox.add(q, EVENT_JOB, { userId: id, occasion: 'friend_overtook' });
     },
 
