@@ -431,6 +431,20 @@ describe('leaderboards', () => {
     const global = await board(me, 'global', 'all');
     for (const p of [...friendsOnly, privateFriend])
       expect(global.entries.map((e) => e.userId)).not.toContain(p.userId);
+    if (lane.services) {
+      // My row a job ahead of the mirror (it still holds my 20): my rank counts the mirror above my
+      // fresh score, not the one the mirror read brought along.
+      await t.deps.db.query(
+        "UPDATE leaderboard_scores SET score = score + 45 WHERE user_id = $1 AND period = 'all'",
+        [me.userId],
+      );
+      expect((await mirrorOf('all')).scores.get(me.userId)).toBe(20);
+      const others = (await recomputed({ period: 'all' })).filter((e) => e.userId !== me.userId);
+      expect((await board(me, 'global', 'all')).me).toEqual({
+        rank: others.filter((e) => e.score > 65).length + 1,
+        score: 65,
+      });
+    }
     console.log(
       `own rank below the top (${lane.services ? 'services' : 'embedded'} lane): ${figures.join('; ')}`,
     );

@@ -32,6 +32,15 @@ export interface Mirror {
   /** How many score more than `score`, or null when the board is not whole. */
   above(period: string, score: number): Promise<number | null>;
   /**
+   * The top and, if the user is on the mirrored board, their score there and how many score more, in
+   * one call (a board read's whole Redis part); null when the board is not whole.
+   */
+  board(
+    period: string,
+    limit: number,
+    userId: string,
+  ): Promise<{ top: ScoreRow[]; mine: { score: number; above: number } | null } | null>;
+  /**
    * Takes the rebuild of a period for a while (one process rebuilds) and empties the board for it:
    * the rebuild's token, or null when another has it.
    */
@@ -81,11 +90,18 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then redis.call('HINCRBY', KEYS[2], '~n', -1) end
 return 1`;
 
-// KEYS: zset, versions, marker. ARGV: 'top' limit | 'above' score. Nil when the board is not whole.
+// KEYS: zset, versions, marker. ARGV: 'top' limit | 'above' score | 'board' limit user. Nil when the
+// board is not whole. 'board': {top, the user's score or nil, how many score more or nil}.
 const READ = `${WHOLE}
 if not whole() then return nil end
 if ARGV[1] == 'top' then
   return redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1, 'WITHSCORES')
+end
+if ARGV[1] == 'board' then
+  local mine = redis.call('ZSCORE', KEYS[1], ARGV[3])
+  local above = false
+  if mine then above = redis.call('ZCOUNT', KEYS[1], '(' .. mine, '+inf') end
+  return {redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1, 'WITHSCORES'), mine or false, above}
 end
 return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[2], '+inf')`;
 
@@ -135,6 +151,14 @@ type Commands = {
     what: 'above',
     score: number,
   ): Promise<number | null>;
+  lbRead(
+    zset: string,
+    versions: string,
+    marker: string,
+    what: 'board',
+    limit: number,
+    userId: string,
+  ): Promise<[string[], string | null, number | null] | null>;
   lbBuilt(zset: string, versions: string, marker: string): Promise<number>;
   lbStart(
     zset: string,
@@ -205,14 +229,19 @@ export function redisMirror(redis: Redis, prefix: string): Mirror {
     },
     async top(period, limit) {
       const flat = await r.lbRead(...board(period), 'top', limit);
-      if (!flat) return null;
-      const out: ScoreRow[] = [];
-      for (let i = 0; i < flat.length; i += 2)
-        out.push({ userId: flat[i] as string, score: Number(flat[i + 1]) });
-      return out;
+      return flat ? scoreRows(flat) : null;
     },
     async above(period, score) {
       return r.lbRead(...board(period), 'above', score);
+    },
+    async board(period, limit, userId) {
+      const read = await r.lbRead(...board(period), 'board', limit, userId);
+      if (!read) return null;
+      const [flat, score, above] = read;
+      return {
+        top: scoreRows(flat),
+        mine: score === null || above === null ? null : { score: Number(score), above },
+      };
     },
     async startRebuild(period) {
       const token = randomUUID();
@@ -223,4 +252,12 @@ export function redisMirror(redis: Redis, prefix: string): Mirror {
       return (await r.lbFinish(...board(period), lease(period), token, ttl(period))) === 1;
     },
   };
+}
+
+/** ZREVRANGE … WITHSCORES: member, score, member, score… */
+function scoreRows(flat: string[]): ScoreRow[] {
+  const out: ScoreRow[] = [];
+  for (let i = 0; i < flat.length; i += 2)
+    out.push({ userId: flat[i] as string, score: Number(flat[i + 1]) });
+  return out;
 }

@@ -200,14 +200,50 @@ export function makeLeaderboardsService(deps: {
       const { shown, me } = await friendsBoard(userId, name, period, limit);
       return { ...shown, me };
     }
-    const [{ rows, people }, mine] = await Promise.all([
-      globalTop(period, limit),
+    const mirrored = await mirroredBoard(userId, period, limit);
+    if (mirrored) return { board: name, period, ...mirrored };
+    const [rows, mine] = await Promise.all([
+      repo.globalTop(db, period, limit),
       repo.mirrorRows(db, userId, [period]),
     ]);
     const score = mine[0]?.score ?? 0;
-    const onBoard = mine[0]?.public === true;
-    const rank = onBoard ? (await globalAbove(period, score)) + 1 : null;
-    return { board: name, period, entries: await entries(ranked(rows), people), me: { rank, score } };
+    const rank = mine[0]?.public === true ? (await repo.globalAbove(db, period, score)) + 1 : null;
+    return { board: name, period, entries: await entries(ranked(rows)), me: { rank, score } };
+  }
+
+  /**
+   * A global board read from the mirror: its top, my score and the count above it come in one Redis
+   * call, then the top's names and my own row in SQL (which has the last word on who is public, and my
+   * fresh score). Null when the mirror is not whole or not reachable (read SQL then).
+   */
+  async function mirroredBoard(userId: string, period: string, limit: number) {
+    if (!mirror) return null;
+    let read: Awaited<ReturnType<Mirror['board']>>;
+    try {
+      read = await mirror.board(period, limit + MIRROR_SLACK, userId);
+    } catch (err) {
+      log.warn({ err }, 'leaderboard mirror unavailable; reading SQL');
+      return null;
+    }
+    if (!read) {
+      void rebuild(period);
+      return null;
+    }
+    const [people, mine] = await Promise.all([
+      findUsers(
+        db,
+        read.top.map((r) => r.userId),
+        true,
+      ).then(byId),
+      repo.mirrorRows(db, userId, [period]),
+    ]);
+    const rows = read.top.filter((r) => people.has(r.userId)).slice(0, limit);
+    const score = mine[0]?.score ?? 0;
+    let rank: number | null = null;
+    // The count came with the read when the mirror already had my score; a job behind, it is asked again.
+    if (mine[0]?.public === true)
+      rank = (read.mine?.score === score ? read.mine.above : await globalAbove(period, score)) + 1;
+    return { entries: await entries(ranked(rows), people), me: { rank, score } };
   }
 
   /** The boards one user's change touches: both global ones, and the friends boards of them and their friends. */
@@ -233,7 +269,8 @@ export function makeLeaderboardsService(deps: {
     const name = `${kind}:${p}` as BoardName;
     const period = periodKey(p);
     if (kind === 'friends' && owner) return (await friendsBoard(owner, name, period, FRIENDS_MAX)).shown;
-    return { board: name, period, entries: await entries(ranked((await globalTop(period, LIVE_TOP)).rows)) };
+    const { rows, people } = await globalTop(period, LIVE_TOP);
+    return { board: name, period, entries: await entries(ranked(rows), people) };
   }
 
   /** When a dirty board may go next: a second after its last update, or now. */
